@@ -1,0 +1,61 @@
+"""camwidget: class activation maps for image classifiers, explored in a Jupyter widget.
+
+Public API (imported lazily, so ``import camwidget`` stays cheap):
+
+- :func:`explain`, :class:`Explainer`, :data:`METHODS`, :func:`candidate_layers` -- the explainer engine.
+- :mod:`camwidget.metrics` -- insertion/deletion, Average Drop/Increase/Gain, sanity checks, localisation.
+- :class:`CamExplorer`, :func:`show` -- the notebook widget and its static matplotlib counterpart.
+- :func:`audit`, :class:`AuditReport`, :class:`AuditExplorer` -- dataset-bias audits.
+- ``%load_ext camwidget`` registers the ``%cam`` line magic.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "explain": "camwidget.engine.explainer",
+    "Explainer": "camwidget.engine.explainer",
+    "candidate_layers": "camwidget.engine.layers",
+    "METHODS": "camwidget.methods.registry",
+    "CamExplorer": "camwidget.widget.explorer",
+    "show": "camwidget.widget.figure",
+    "audit": "camwidget.audit.run",
+    "AuditReport": "camwidget.audit.report",
+    "AuditExplorer": "camwidget.audit.gallery",
+}
+
+__all__ = [*sorted(_LAZY), "__version__", "load_ipython_extension"]
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from camwidget.audit.gallery import AuditExplorer
+    from camwidget.audit.report import AuditReport
+    from camwidget.audit.run import audit
+    from camwidget.engine.explainer import Explainer, explain
+    from camwidget.engine.layers import candidate_layers
+    from camwidget.methods.registry import METHODS
+    from camwidget.widget.explorer import CamExplorer
+    from camwidget.widget.figure import show
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'camwidget' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext camwidget``: register the ``%cam`` line magic."""
+    from camwidget.magic import register
+
+    register(ipython)
