@@ -28,7 +28,19 @@ _LAZY = {
     "AuditExplorer": "camwidget.audit.gallery",
 }
 
-__all__ = [*sorted(_LAZY), "__version__", "load_ipython_extension"]
+__all__ = [
+    "METHODS",
+    "AuditExplorer",
+    "AuditReport",
+    "CamExplorer",
+    "Explainer",
+    "__version__",
+    "audit",
+    "candidate_layers",
+    "explain",
+    "load_ipython_extension",
+    "show",
+]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from camwidget.audit.gallery import AuditExplorer

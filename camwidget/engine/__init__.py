@@ -1,0 +1,1 @@
+"""The explainer engine: hooks, layer discovery, batching/precision and the Explainer itself."""

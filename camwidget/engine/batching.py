@@ -1,0 +1,226 @@
+"""Many forward passes, fast: batched, without hooks, under ``inference_mode``, at the best precision.
+
+Score-CAM, Ablation-CAM and the perturbation metrics all need logits for a long stream of synthetic
+inputs. :class:`ForwardRunner` builds those inputs chunk by chunk through a callback (never all at once:
+pytorch-grad-cam materialises B x C x 3 x H x W, over 1 GB for one ResNet-50 image) and chooses, by
+measurement on the first chunks of the real work:
+
+- the precision: fp32, or bf16/fp16 autocast where it is faster *and* its logits agree with fp32
+  (Pearson correlation >= 0.999 on the same chunk); the weighting math downstream stays fp32;
+- the batch size on CPU (8 or 16 images fastest on 2-core machines, not 64); on CUDA the largest that
+  fits, halving and retrying after ``torch.OutOfMemoryError``.
+
+Decisions are remembered per (model, device, input shape) for the life of the model object.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+__all__ = ["PRECISIONS", "Cancelled", "ForwardRunner", "autocast", "model_device"]
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_AGREEMENT = 0.999
+
+
+class Cancelled(Exception):
+    """Raise from a ``progress`` callback to abort long work; the model is restored as usual."""
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU for a parameterless model)."""
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[object]:
+    """An autocast context for ``precision`` in ("fp32", "bf16", "fp16") on ``device``."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@dataclass
+class _Plan:
+    precision: str
+    batch_size: int
+
+
+_PLANS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[object, ...], _Plan]] = weakref.WeakKeyDictionary()
+
+
+def _correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    a = a.flatten().double()
+    b = b.flatten().double()
+    a = a - a.mean()
+    b = b - b.mean()
+    denom = a.norm() * b.norm()
+    return 1.0 if denom == 0 else float((a @ b) / denom)
+
+
+def _low_precision_candidate(device: torch.device) -> str | None:
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device.type == "cpu":
+        capability = torch.backends.cpu.get_cpu_capability()
+        return "bf16" if capability in ("AVX512", "AVX512_BF16", "AMX") or "AVX512" in capability else None
+    return None
+
+
+class ForwardRunner:
+    """Logits of the model for a stream of inputs built on demand.
+
+    Args:
+        model: the classifier, already in the mode it should run in (the caller holds
+            :func:`~camwidget.engine.hooks.preserved_state`).
+        precision: "auto" (measure, see module doc), "fp32", "bf16" or "fp16".
+        batch_size: "auto" or a fixed number of inputs per forward.
+        progress: called as ``progress(done, total)`` after each chunk; raise :class:`Cancelled` to stop.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        precision: str = "auto",
+        batch_size: int | str = "auto",
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+        if batch_size != "auto" and (not isinstance(batch_size, int) or batch_size < 1):
+            raise ValueError(f"batch_size must be 'auto' or a positive int; got {batch_size!r}")
+        self.model = model
+        self.device = model_device(model)
+        self.precision = precision
+        self.batch_size = batch_size
+        self.progress = progress
+        self.chosen: _Plan | None = None
+
+    def _forward(self, x: torch.Tensor, precision: str) -> torch.Tensor:
+        with autocast(self.device, precision):
+            out = self.model(x)
+        if not isinstance(out, torch.Tensor) or out.ndim != 2:
+            raise TypeError("the model must return a (N, num_classes) tensor of logits")
+        return out.float()
+
+    def _timed(self, x: torch.Tensor, precision: str) -> tuple[torch.Tensor, float]:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        start = time.perf_counter()
+        out = self._forward(x, precision)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return out, time.perf_counter() - start
+
+    def logits(self, make_batch: Callable[[int, int], torch.Tensor], total: int) -> torch.Tensor:
+        """Run ``model(make_batch(start, stop))`` over ``range(total)`` in chunks.
+
+        Args:
+            make_batch: returns the (stop - start, 3, H, W) inputs for items ``start:stop``.
+            total: number of items.
+
+        Returns:
+            (total, K) float32 logits on the model's device.
+        """
+        chunks: list[torch.Tensor] = []
+        done = 0
+        with torch.inference_mode():
+            for out in self._chunks(make_batch, total):
+                chunks.append(out)
+                done += out.shape[0]
+                if self.progress is not None:
+                    self.progress(done, total)
+        if not chunks:
+            return torch.empty(0, 0, device=self.device)
+        return torch.cat(chunks)
+
+    def _key(self, x: torch.Tensor) -> tuple[object, ...]:
+        return (self.device.type, self.device.index, x.dtype, tuple(x.shape[1:]))
+
+    def _chunks(self, make_batch: Callable[[int, int], torch.Tensor], total: int) -> Iterator[torch.Tensor]:
+        start = 0
+        plan = self.chosen
+        if plan is None and total:
+            probe = make_batch(0, min(total, 8))
+            plans = _PLANS.setdefault(self.model, {})
+            plan = plans.get(self._key(probe))
+            if plan is None or self.precision != "auto" or self.batch_size != "auto":
+                plan, first = self._measure(probe, make_batch, total, plan)
+                plans[self._key(probe)] = plan
+                for out in first:
+                    start += out.shape[0]
+                    yield out
+        self.chosen = plan
+        size = plan.batch_size if plan else 1
+        while start < total:
+            stop = min(total, start + size)
+            try:
+                out = self._forward(make_batch(start, stop), plan.precision if plan else "fp32")
+            except torch.OutOfMemoryError:
+                if size == 1:
+                    raise
+                size = max(1, size // 2)
+                plan.batch_size = size  # remember for the next call on this model
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+            start = stop
+            yield out
+
+    def _measure(
+        self,
+        probe: torch.Tensor,
+        make_batch: Callable[[int, int], torch.Tensor],
+        total: int,
+        known: _Plan | None,
+    ) -> tuple[_Plan, list[torch.Tensor]]:
+        """Choose precision and batch size on the first chunks of the real work; return what was computed."""
+        precision = self.precision
+        outputs: list[torch.Tensor] = []
+        n = probe.shape[0]
+        if precision == "auto" and known is not None:
+            precision = known.precision
+        elif precision == "auto":
+            candidate = _low_precision_candidate(self.device)
+            self._forward(probe[:1], "fp32")  # warm-up: first-call allocations, kernel selection
+            reference, t32 = self._timed(probe, "fp32")
+            precision = "fp32"
+            if candidate is not None:
+                try:
+                    self._forward(probe[:1], candidate)
+                    low, tlow = self._timed(probe, candidate)
+                    if tlow < t32 and _correlation(low, reference) >= _AGREEMENT:
+                        precision = candidate
+                except RuntimeError:  # no such kernel on this device
+                    pass
+            outputs.append(reference)
+        if self.batch_size != "auto":
+            return _Plan(precision, int(self.batch_size)), outputs
+        if known is not None and self.precision == "auto":
+            return _Plan(precision, known.batch_size), outputs
+        if self.device.type != "cpu":
+            return _Plan(precision, 64), outputs
+        # CPU: compare per-image time at 8 and 16 on the next real chunks.
+        done = n if outputs else 0
+        best, best_rate = 8, float("inf")
+        for size in (8, 16):
+            if done + size > total:
+                break
+            out, seconds = self._timed(make_batch(done, done + size), precision)
+            outputs.append(out)
+            done += size
+            if seconds / size < best_rate:
+                best, best_rate = size, seconds / size
+        return _Plan(precision, best), outputs

@@ -1,0 +1,146 @@
+"""Capture a layer's activations (and gradients) and leave the model exactly as it came.
+
+Two pieces:
+
+- :func:`preserved_state` puts a model in eval mode for the duration of an explanation and restores, on
+  any exit (return, exception, ``KeyboardInterrupt``), every module's train/eval flag, every parameter's
+  ``requires_grad`` and the module hook dictionaries. BatchNorm running statistics are never updated
+  because nothing runs in train mode.
+- :class:`LayerCapture` is a forward hook that copies the layer's output. When gradients are wanted it
+  re-roots the autograd graph at that copy (a fresh leaf), so the backward pass stops at the layer: no
+  parameter gradients are computed or accumulated (``.grad`` stays untouched), frozen models work, and the
+  forward up to the layer can run under ``no_grad``. Downstream in-place ops (``ReLU(inplace=True)``)
+  act on a second copy, never on the saved activation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["LayerCapture", "preserved_state"]
+
+_HOOK_DICTS = (
+    "_forward_hooks",
+    "_forward_pre_hooks",
+    "_backward_hooks",
+    "_backward_pre_hooks",
+    "_forward_hooks_with_kwargs",
+    "_forward_pre_hooks_with_kwargs",
+)
+
+
+@contextlib.contextmanager
+def preserved_state(model: nn.Module, *, eval_mode: bool = True) -> Iterator[nn.Module]:
+    """Run a block with ``model`` in eval mode, then restore exactly what the caller had.
+
+    Restored on every exit path: each module's ``training`` flag (set directly, not through ``train()``,
+    so custom ``train`` overrides are not triggered), each parameter's ``requires_grad``, and the keys of
+    every module's hook dictionaries (hooks added inside the block are removed).
+    """
+    modules = list(model.modules())
+    training = [m.training for m in modules]
+    params = list(model.parameters())
+    requires_grad = [p.requires_grad for p in params]
+    hook_keys = [{name: set(getattr(m, name, {}) or {}) for name in _HOOK_DICTS} for m in modules]
+    try:
+        if eval_mode:
+            for m in modules:
+                m.training = False
+        yield model
+    finally:
+        for m, flag, keys in zip(modules, training, hook_keys, strict=True):
+            m.training = flag
+            for name, before in keys.items():
+                hooks = getattr(m, name, None)
+                if hooks:
+                    for key in [k for k in hooks if k not in before]:
+                        del hooks[key]
+        for p, flag in zip(params, requires_grad, strict=True):
+            if p.requires_grad != flag:
+                p.requires_grad_(flag)
+
+
+class LayerCapture:
+    """Forward hook on one layer that records its output as ``activations`` (N, C, h, w).
+
+    Use as a context manager: the hook is registered on ``__enter__`` and removed on ``__exit__``.
+
+    Args:
+        layer: the module whose output is captured. If it runs several times in one forward (a shared
+            ``ReLU``), the last call wins.
+        with_gradients: re-root the graph at the captured output so ``torch.autograd.grad(score,
+            capture.leaf)`` gives d score / d activations. Grad mode is switched on inside the hook, so the
+            forward up to the layer may run under ``torch.no_grad()``.
+        reshape_transform: maps the raw output (e.g. ViT tokens (N, T, C)) to (N, C, h, w). Applied when
+            :attr:`activations` / :meth:`gradients` are read.
+    """
+
+    def __init__(
+        self,
+        layer: nn.Module,
+        *,
+        with_gradients: bool = False,
+        reshape_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
+        self.layer = layer
+        self.with_gradients = with_gradients
+        self.reshape_transform = reshape_transform
+        self.leaf: torch.Tensor | None = None
+        self._handle: Any = None
+
+    def _hook(self, module: nn.Module, args: Any, output: Any) -> Any:
+        if not isinstance(output, torch.Tensor):
+            raise TypeError(
+                f"layer {type(module).__name__} returned {type(output).__name__}, not a tensor; "
+                "choose a layer whose output is a single (N, C, h, w) tensor"
+            )
+        leaf = output.detach().clone()
+        self.leaf = leaf
+        if not self.with_gradients:
+            return None  # the model's own output flows on; our copy is safe from in-place ops
+        torch.set_grad_enabled(True)  # restored by the caller's grad-mode context on exit
+        leaf.requires_grad_(True)
+        return leaf.clone()  # downstream (possibly in-place) ops work on this copy, not on the leaf
+
+    def __enter__(self) -> LayerCapture:
+        self.leaf = None
+        self._handle = self.layer.register_forward_hook(self._hook)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        """Remove the hook (idempotent)."""
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+    def _shape(self, t: torch.Tensor) -> torch.Tensor:
+        if self.reshape_transform is not None:
+            t = self.reshape_transform(t)
+        if t.ndim != 4:
+            hint = "" if self.reshape_transform else "; pass reshape_transform= for token (ViT/Swin) layers"
+            raise ValueError(f"layer output has shape {tuple(t.shape)}, expected (N, C, h, w){hint}")
+        return t
+
+    @property
+    def activations(self) -> torch.Tensor:
+        """(N, C, h, w) float32 detached copy of the layer's output from the last forward."""
+        if self.leaf is None:
+            raise RuntimeError("the layer did not run during the forward pass; is it part of the model?")
+        return self._shape(self.leaf.detach()).float()
+
+    def gradients(self, score: torch.Tensor) -> torch.Tensor:
+        """(N, C, h, w) float32 gradient of ``score.sum()`` with respect to the captured output."""
+        if self.leaf is None or not self.leaf.requires_grad:
+            raise RuntimeError("LayerCapture was not created with with_gradients=True")
+        (grad,) = torch.autograd.grad(score.sum(), self.leaf, allow_unused=True)
+        if grad is None:
+            grad = torch.zeros_like(self.leaf)
+        return self._shape(grad).float()

@@ -1,0 +1,1 @@
+"""CAM methods, one family per module; :mod:`registry` maps names to them."""

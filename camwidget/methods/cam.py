@@ -1,0 +1,50 @@
+"""CAM (Zhou et al. 2016): the classifier's weights times the activations, for GAP + linear heads."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from camwidget.methods.base import CamMethod, Job
+
+__all__ = ["CAM", "linear_head"]
+
+
+def linear_head(model: nn.Module, channels: int) -> nn.Linear | None:
+    """The last ``nn.Linear`` of ``model`` that takes ``channels`` features, if any."""
+    found = None
+    for module in model.modules():
+        if isinstance(module, nn.Linear) and module.in_features == channels:
+            found = module
+    return found
+
+
+class CAM(CamMethod):
+    """CAM: map_c = Σ_k W_ck A_k, with W the weights of the linear layer after global average pooling.
+
+    Only defined when the chosen layer feeds global average pooling and then one linear layer; the
+    engine checks that ``linear(mean_ij A)`` reproduces the model's logits and otherwise raises a
+    ``ValueError`` suggesting HiResCAM, which equals CAM wherever CAM is defined.
+    """
+
+    name = "cam"
+    paper = "Zhou et al., CVPR 2016"
+
+    def raw(self, job: Job) -> torch.Tensor:
+        a = job.activations
+        head = linear_head(job.model, a.shape[1])
+        layer = job.explainer.layer_name
+        advice = (
+            f"'cam' needs layer {layer!r} to feed global average pooling and then one linear classifier "
+            "(e.g. the last block of a ResNet); use 'hirescam', which equals CAM where CAM is defined"
+        )
+        if head is None:
+            raise ValueError(advice)
+        weight = head.weight.detach().float()
+        bias = head.bias.detach().float() if head.bias is not None else 0.0
+        predicted = a.mean(dim=(2, 3)) @ weight.T + bias
+        if predicted.shape != job.logits.shape or not torch.allclose(
+            predicted, job.logits, rtol=1e-3, atol=1e-3 * (1 + job.logits.abs().max().item())
+        ):
+            raise ValueError(advice)
+        return torch.einsum("nc,nchw->nhw", weight[job.targets], a)

@@ -1,0 +1,97 @@
+"""Gradient-based CAMs: Grad-CAM, Grad-CAM++, HiResCAM, XGrad-CAM, Layer-CAM.
+
+All use one forward and one backward pass that stops at the target layer (no parameter gradients).
+Notation: A (N, C, h, w) activations, g = d y_c / d A with y_c the target class's logit (pre-softmax).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from camwidget.methods.base import CamMethod, Job
+
+__all__ = ["GradCAM", "GradCAMPlusPlus", "HiResCAM", "LayerCAM", "XGradCAM"]
+
+
+def _weighted(weights: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
+    """Σ_k w_k A_k for (N, C) weights and (N, C, h, w) activations -> (N, h, w)."""
+    return torch.einsum("nc,nchw->nhw", weights, activations)
+
+
+class GradCAM(CamMethod):
+    """Grad-CAM (Selvaraju et al. 2017): w_k = mean_ij g_k,ij; map = ReLU(Σ_k w_k A_k)."""
+
+    name = "gradcam"
+    paper = "Selvaraju et al., ICCV 2017"
+    needs_gradients = True
+
+    def raw(self, job: Job) -> torch.Tensor:
+        assert job.gradients is not None
+        return _weighted(job.gradients.mean(dim=(2, 3)), job.activations)
+
+
+class GradCAMPlusPlus(CamMethod):
+    """Grad-CAM++ (Chattopadhay et al. 2018), Eq. 19 with the exponential-score closed form.
+
+    With Y = exp(y_c), the higher derivatives of Y reduce to powers of g, giving
+    α_ij = g² / (2g² + Σ_ab A_ab · g³) (α = 0 where g = 0, 1e-6 added to the denominator) and
+    w_k = Σ_ij α_ij · ReLU(exp(y_c) g_ij). The factor exp(y_c) is a positive constant per image, removed
+    by normalisation, so the logit gradient g is used: the variant pytorch-grad-cam implements. (torchcam
+    0.5 never applies α, see REFERENCES.)
+    """
+
+    name = "gradcam++"
+    paper = "Chattopadhay et al., WACV 2018"
+    needs_gradients = True
+
+    def raw(self, job: Job) -> torch.Tensor:
+        g = job.gradients
+        assert g is not None
+        a = job.activations
+        g2 = g * g
+        denominator = 2 * g2 + a.sum(dim=(2, 3), keepdim=True) * g2 * g + 1e-6
+        alpha = torch.where(g != 0, g2 / denominator, torch.zeros_like(g))
+        weights = (alpha * torch.relu(g)).sum(dim=(2, 3))
+        return _weighted(weights, a)
+
+
+class HiResCAM(CamMethod):
+    """HiResCAM (Draelos & Carin 2020): map = ReLU(Σ_k g_k ⊙ A_k), element-wise, no gradient pooling.
+
+    Faithful by construction: on a GAP + linear head at the last convolutional layer it equals CAM, and
+    the map's sum is the target logit minus the bias (up to the 1/hw pooling factor).
+    """
+
+    name = "hirescam"
+    paper = "Draelos & Carin, arXiv:2011.08891"
+    needs_gradients = True
+
+    def raw(self, job: Job) -> torch.Tensor:
+        assert job.gradients is not None
+        return (job.gradients * job.activations).sum(dim=1)
+
+
+class XGradCAM(CamMethod):
+    """XGrad-CAM (Fu et al. 2020): w_k = Σ_ij g_ij A_ij / (Σ_ij A_ij + 1e-7)."""
+
+    name = "xgradcam"
+    paper = "Fu et al., BMVC 2020"
+    needs_gradients = True
+
+    def raw(self, job: Job) -> torch.Tensor:
+        g, a = job.gradients, job.activations
+        assert g is not None
+        weights = (g * a).sum(dim=(2, 3)) / (a.sum(dim=(2, 3)) + 1e-7)
+        return _weighted(weights, a)
+
+
+class LayerCAM(CamMethod):
+    """Layer-CAM (Jiang et al. 2021): map = ReLU(Σ_k ReLU(g_k) ⊙ A_k)."""
+
+    name = "layercam"
+    paper = "Jiang et al., IEEE TIP 2021"
+    needs_gradients = True
+
+    def raw(self, job: Job) -> torch.Tensor:
+        assert job.gradients is not None
+        return (torch.relu(job.gradients) * job.activations).sum(dim=1)

@@ -1,0 +1,60 @@
+"""Method names -> method classes; ``METHODS`` lists the names users pass as ``method=``."""
+
+from __future__ import annotations
+
+from camwidget.methods.ablation import AblationCAM
+from camwidget.methods.base import CamMethod
+from camwidget.methods.cam import CAM
+from camwidget.methods.eigen import EigenCAM
+from camwidget.methods.gradient import GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
+from camwidget.methods.opti import OptiCAM
+from camwidget.methods.score import ScoreCAM
+
+__all__ = ["FAST_METHODS", "METHODS", "METHOD_CLASSES", "get_method", "method_options"]
+
+METHOD_CLASSES: dict[str, type[CamMethod]] = {
+    cls.name: cls
+    for cls in (
+        CAM,
+        GradCAM,
+        GradCAMPlusPlus,
+        HiResCAM,
+        XGradCAM,
+        LayerCAM,
+        ScoreCAM,
+        AblationCAM,
+        EigenCAM,
+        OptiCAM,
+    )
+}
+
+METHODS: tuple[str, ...] = tuple(METHOD_CLASSES)
+"""All method names: cam, gradcam, gradcam++, hirescam, xgradcam, layercam, scorecam, ablationcam,
+eigencam, opticam."""
+
+FAST_METHODS: tuple[str, ...] = (
+    "cam",
+    "gradcam",
+    "gradcam++",
+    "hirescam",
+    "xgradcam",
+    "layercam",
+    "eigencam",
+)
+"""Methods that need a single forward (+ backward) pass: interactive on any device."""
+
+
+def get_method(name: str) -> CamMethod:
+    """The method called ``name`` (case-insensitive; "grad-cam", "score_cam" spellings accepted)."""
+    if not isinstance(name, str):
+        raise TypeError(f"method must be a string, one of {', '.join(METHODS)}; got {type(name).__name__}")
+    key = name.lower().replace("-", "").replace("_", "").replace("plusplus", "++")
+    for method in METHODS:
+        if method.replace("-", "") == key:
+            return METHOD_CLASSES[method]()
+    raise ValueError(f"unknown method {name!r}; choose one of: {', '.join(METHODS)}")
+
+
+def method_options() -> set[str]:
+    """Every keyword option some method accepts."""
+    return {key for cls in METHOD_CLASSES.values() for key in cls.defaults}
