@@ -147,6 +147,12 @@ class Explainer:
                 if cam.needs_gradients:
                     gradients = capture.gradients(logits.gather(1, targets.view(-1, 1)))
                 activations = capture.activations
+            if activations.shape[-1] * activations.shape[-2] <= 1:
+                raise ValueError(
+                    f"layer {self.layer_name!r} has no spatial output (N, C, h, w) with h·w > 1: "
+                    f"its output is {tuple(activations.shape)}; choose a layer before global pooling "
+                    "(camwidget.candidate_layers(model) lists them)"
+                )
             job = Job(x, activations, gradients, logits.detach().float(), targets, self, opts)
             maps = cam.raw(job).detach().float()
         if not raw:

@@ -4,8 +4,9 @@ With F = ReLU(A) (N, K, h, w) fixed, u (N, K) starts at 0.5 and
 S(u) = n(upsample(Σ_k softmax(u)_k F_k)), n a per-image min-max. Adam maximises the target logit of the
 image masked by S **in pixel space**: x_pix = x·std + mean, masked pixels go to true black, and the result
 is normalised again (so a masked pixel is black, not the dataset's mean colour). Each image has its own
-weights; images are optimised together in one batch. Every ``iterations // 10`` steps the run stops early
-once the loss has stopped improving (the official code's rule); each image's best weights are kept.
+weights; images are optimised together in one batch. Every ``iterations // 10`` steps an image stops
+(its best weights are frozen) once its loss has risen since the last check, the official code's rule applied
+per image, so a batch gives the same maps as one image at a time; the loop ends when every image stopped.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ class OptiCAM(CamMethod):
         best_u = u.detach().clone()
         precision = explainer.optimisation_precision()
         check_every = max(1, iterations // 10)
-        last_check = float("inf")
+        last_check = torch.full((n,), float("inf"), device=device)
+        active = torch.ones(n, dtype=torch.bool, device=device)
         progress = explainer.progress
         with torch.enable_grad():
             for step in range(iterations):
@@ -62,8 +64,9 @@ class OptiCAM(CamMethod):
                 with autocast(device, precision):
                     logits = explainer.model(masked.to(job.inputs.dtype))
                 loss_each = -logits.float().gather(1, targets).squeeze(1)
-                improved = loss_each.detach() < best_loss
-                best_loss = torch.where(improved, loss_each.detach(), best_loss)
+                current = loss_each.detach()
+                improved = active & (current < best_loss)
+                best_loss = torch.where(improved, current, best_loss)
                 best_u[improved] = u.detach()[improved]
                 (grad,) = torch.autograd.grad(loss_each.sum(), u)
                 optimizer.zero_grad(set_to_none=True)
@@ -72,8 +75,9 @@ class OptiCAM(CamMethod):
                 if progress is not None:
                     progress(step + 1, iterations)
                 if (step + 1) % check_every == 0:
-                    total = float(loss_each.detach().sum())
-                    if total >= last_check:
+                    # Per image, as if each ran alone: stop once its loss rose since the last check.
+                    active &= current < last_check
+                    last_check = current
+                    if not bool(active.any()):
                         break
-                    last_check = total
         return torch.einsum("nk,nkhw->nhw", torch.softmax(best_u, dim=1), features)

@@ -1,0 +1,71 @@
+"""The forward runner: out-of-memory halving, precision choice, chunking never materialises everything."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from camwidget.engine.batching import ForwardRunner, _correlation
+
+
+class OOMAbove(torch.nn.Module):
+    """Raises torch.OutOfMemoryError for batches larger than ``limit``, like a full GPU would."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self.linear = torch.nn.Linear(12, 5)
+        self.seen: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(x.shape[0])
+        if x.shape[0] > self.limit:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return self.linear(x.flatten(1))
+
+
+def test_out_of_memory_halves_the_batch_and_retries() -> None:
+    model = OOMAbove(limit=5)
+    data = torch.randn(40, 3, 2, 2)
+    runner = ForwardRunner(model, precision="fp32", batch_size=32)
+    out = runner.logits(lambda a, b: data[a:b], len(data))
+    with torch.no_grad():
+        assert torch.allclose(out, model.linear(data.flatten(1)))
+    assert max(s for s in model.seen if s <= 5) <= 5 and runner.chosen.batch_size == 4
+
+
+def test_out_of_memory_at_batch_one_propagates() -> None:
+    runner = ForwardRunner(OOMAbove(limit=0), precision="fp32", batch_size=4)
+    with pytest.raises(torch.OutOfMemoryError):
+        runner.logits(lambda a, b: torch.randn(b - a, 3, 2, 2), 8)
+
+
+def test_batches_are_built_on_demand_in_chunks() -> None:
+    model = OOMAbove(limit=1000)
+    requested = []
+
+    def make(a: int, b: int) -> torch.Tensor:
+        requested.append(b - a)
+        return torch.randn(b - a, 3, 2, 2)
+
+    ForwardRunner(model, precision="fp32", batch_size=16).logits(make, 100)
+    assert max(requested) <= 16 and sum(requested) >= 100
+
+
+def test_auto_precision_agrees_with_fp32_whatever_it_picks() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.LazyLinear(4)
+    )
+    data = torch.randn(40, 3, 16, 16)
+    model(data[:1])
+    auto = ForwardRunner(model).logits(lambda a, b: data[a:b], 40)
+    fp32 = ForwardRunner(model, precision="fp32").logits(lambda a, b: data[a:b], 40)
+    assert _correlation(auto, fp32) >= 0.999
+
+
+def test_bad_settings() -> None:
+    with pytest.raises(ValueError, match="precision"):
+        ForwardRunner(OOMAbove(1), precision="half")
+    with pytest.raises(ValueError, match="batch_size"):
+        ForwardRunner(OOMAbove(1), batch_size=0)
