@@ -1,0 +1,276 @@
+"""Turning user images into model inputs and display pixels, and arrays into the widget's byte traits.
+
+Everything the browser receives is raw little-endian bytes plus a shape: the display image as
+``uint8`` RGB (H, W, 3), heatmaps as ``uint8`` levels (H, W) (0 = no relevance, 255 = the maximum),
+the insertion/deletion pixel order as ``uint16`` step numbers (H, W).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "default_preprocess",
+    "encode_levels",
+    "load_images",
+    "png_bytes",
+    "step_order",
+    "thumbnails",
+    "to_display",
+]
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+Preprocess = Callable[[Image.Image], torch.Tensor]
+
+
+def default_preprocess(
+    mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+) -> Preprocess:
+    """Standard ImageNet evaluation preprocessing: RGB, resize 256, centre crop 224, scale, normalise.
+
+    Args:
+        mean, std: per-channel normalisation applied after scaling pixels to [0, 1].
+
+    Returns:
+        A callable mapping a PIL image to a (3, 224, 224) float32 tensor.
+    """
+    from torchvision import transforms as T
+
+    return T.Compose(
+        [
+            T.Lambda(lambda im: im.convert("RGB")),
+            T.Resize(256),
+            T.CenterCrop(224),
+            T.ToTensor(),
+            T.Normalize(tuple(mean), tuple(std)),
+        ]
+    )
+
+
+def _describe(obj: Any) -> str:
+    if isinstance(obj, (np.ndarray, torch.Tensor)):
+        return f"{type(obj).__name__} of shape {tuple(obj.shape)} and dtype {obj.dtype}"
+    return type(obj).__name__
+
+
+def _array_to_pil(arr: np.ndarray, where: str) -> Image.Image:
+    """(H, W), (H, W, 1|3|4) uint8 or float array -> RGB PIL image."""
+    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
+        raise ValueError(
+            f"{where}: got a channels-first array of shape {arr.shape}; numpy images must be "
+            "(H, W, 3) -- transpose it with arr.transpose(1, 2, 0), or pass a preprocessed torch tensor"
+        )
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (3, 4))):
+        raise ValueError(f"{where}: expected an (H, W, 3) image array, got shape {arr.shape}")
+    if min(arr.shape[:2]) < 1:
+        raise ValueError(f"{where}: the image array is empty (shape {arr.shape})")
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8) * 255
+    elif np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{where}: the image array contains NaN or infinite values")
+        hi = float(arr.max()) if arr.size else 0.0
+        scale = 255.0 if hi <= 1.0 + 1e-6 else 1.0  # floats in [0, 1], or already 0..255
+        arr = np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8)
+    elif np.issubdtype(arr.dtype, np.integer):
+        if arr.dtype != np.uint8:
+            if arr.min() < 0 or arr.max() > 255:
+                raise ValueError(
+                    f"{where}: integer pixel values must lie in 0..255, got {arr.min()}..{arr.max()}"
+                )
+            arr = arr.astype(np.uint8)
+    else:
+        raise TypeError(f"{where}: unsupported image dtype {arr.dtype}; use uint8 or float")
+    image = Image.fromarray(np.ascontiguousarray(arr))
+    return image.convert("RGB")
+
+
+def _open(path: str | os.PathLike[str], where: str) -> Image.Image:
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{where}: no such image file: {p}")
+    try:
+        with Image.open(p) as im:
+            im.load()
+            return im.convert("RGB")
+    except Exception as exc:  # PIL raises several types for non-images
+        raise ValueError(f"{where}: {p} is not an image PIL can read ({exc})") from exc
+
+
+def _items(images: Any) -> list[Any]:
+    if isinstance(images, torch.Tensor):
+        if images.ndim == 4:
+            return list(images)
+        return [images]
+    if isinstance(images, np.ndarray):
+        if images.ndim == 4:
+            return list(images)
+        return [images]
+    if isinstance(images, (Image.Image, str, os.PathLike)):
+        return [images]
+    if isinstance(images, Sequence) and not isinstance(images, (bytes, bytearray)):
+        items = list(images)
+        if not items:
+            raise ValueError("images is empty: pass at least one image")
+        return items
+    raise TypeError(
+        f"images must be a PIL image, a file path, a numpy array, a (N, 3, H, W) tensor or a list of "
+        f"those; got {_describe(images)}"
+    )
+
+
+def load_images(
+    images: Any,
+    preprocess: Preprocess | None = None,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Turn the ``images`` a user passed into model inputs and matching display pixels.
+
+    Args:
+        images: a PIL image, a file path, an (H, W, 3) uint8/float numpy array, a (3, H, W) or
+            (N, 3, H, W) float tensor that is *already preprocessed*, or a list of any of these.
+        preprocess: PIL image -> (3, H, W) float tensor; default :func:`default_preprocess`.
+        mean, std: the normalisation inside ``preprocess``, undone for display.
+
+    Returns:
+        ``(inputs, display)``: (N, 3, H, W) float32 CPU tensor and (N, H, W, 3) uint8 array, where the
+        display image is the un-normalised model input, so heatmaps align with it pixel for pixel.
+
+    Raises:
+        TypeError, ValueError, FileNotFoundError: with what was wrong with which image.
+    """
+    items = _items(images)
+    prep = preprocess or default_preprocess(mean, std)
+    tensors = []
+    for i, item in enumerate(items):
+        where = f"image {i}" if len(items) > 1 else "image"
+        if isinstance(item, torch.Tensor):
+            x = item.detach()
+            if x.ndim != 3 or x.shape[0] != 3:
+                raise ValueError(
+                    f"{where}: a tensor image must be preprocessed (3, H, W) (or a batch (N, 3, H, W)); "
+                    f"got shape {tuple(x.shape)}"
+                )
+            if not x.is_floating_point():
+                raise TypeError(
+                    f"{where}: a tensor image must be a preprocessed float tensor, got {x.dtype}; pass "
+                    "raw pixels as a PIL image or numpy array instead"
+                )
+        else:
+            if isinstance(item, Image.Image):
+                pil = item.convert("RGB")
+            elif isinstance(item, (str, os.PathLike)):
+                pil = _open(item, where)
+            elif isinstance(item, np.ndarray):
+                pil = _array_to_pil(item, where)
+            else:
+                raise TypeError(
+                    f"{where}: expected a PIL image, a file path, a numpy array or a tensor, got "
+                    f"{_describe(item)}"
+                )
+            try:
+                x = prep(pil)
+            except Exception as exc:
+                raise ValueError(f"{where}: preprocess failed: {exc}") from exc
+            if not isinstance(x, torch.Tensor) or x.ndim != 3 or x.shape[0] != 3:
+                raise ValueError(f"{where}: preprocess must return a (3, H, W) tensor, got {_describe(x)}")
+        x = x.float().cpu()
+        if not torch.isfinite(x).all():
+            raise ValueError(f"{where}: the input contains NaN or infinite values")
+        if min(x.shape[-2:]) < 2:
+            raise ValueError(f"{where}: the input is too small ({tuple(x.shape)})")
+        tensors.append(x)
+    sizes = {tuple(t.shape) for t in tensors}
+    if len(sizes) > 1:
+        raise ValueError(
+            f"the images have different sizes after preprocessing ({sorted(sizes)}); pass a "
+            "preprocess that resizes every image to one size"
+        )
+    inputs = torch.stack(tensors).contiguous()
+    display = np.stack([to_display(t, mean, std) for t in tensors])
+    return inputs, display
+
+
+def to_display(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """Un-normalise a (3, H, W) model input into an (H, W, 3) uint8 RGB image."""
+    m = torch.as_tensor(tuple(mean), dtype=torch.float32).view(-1, 1, 1)
+    s = torch.as_tensor(tuple(std), dtype=torch.float32).view(-1, 1, 1)
+    rgb = (x.float().cpu() * s + m).clamp(0, 1).mul(255).round().to(torch.uint8)
+    return rgb.permute(1, 2, 0).contiguous().numpy()
+
+
+def encode_levels(cam: torch.Tensor | np.ndarray) -> bytes:
+    """(H, W) map in [0, 1] -> H*W uint8 levels (NaN -> 0)."""
+    arr = cam.detach().float().cpu().numpy() if isinstance(cam, torch.Tensor) else np.asarray(cam)
+    arr = np.nan_to_num(arr.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+    return np.clip(np.rint(arr * 255), 0, 255).astype(np.uint8).tobytes()
+
+
+def step_order(cam: torch.Tensor | np.ndarray, n_steps: int) -> bytes:
+    """For each pixel, the insertion/deletion step (1..n_steps) at which it is inserted or deleted.
+
+    Pixels are ranked by decreasing relevance (ties keep raster order, like a stable sort), then cut
+    into ``n_steps`` runs of ``ceil(H*W / n_steps)`` pixels. Returned as little-endian uint16 (H*W).
+    """
+    t = torch.as_tensor(np.asarray(cam) if not isinstance(cam, torch.Tensor) else cam)
+    flat = t.detach().float().cpu().flatten()
+    flat = torch.nan_to_num(flat, nan=0.0)
+    order = torch.argsort(flat, descending=True, stable=True)
+    n = flat.numel()
+    n_steps = max(1, min(int(n_steps), 65535))
+    per_step = math.ceil(n / n_steps)
+    rank = torch.empty(n, dtype=torch.long)
+    rank[order] = torch.arange(n)
+    steps = (rank // per_step + 1).clamp(max=n_steps)
+    return steps.numpy().astype("<u2").tobytes()
+
+
+def thumbnails(display: np.ndarray, size: int = 64) -> bytes:
+    """(N, H, W, 3) uint8 -> N*size*size*3 bytes of centre-cropped square thumbnails."""
+    out = []
+    for rgb in display:
+        im = Image.fromarray(rgb)
+        side = min(im.size)
+        left = (im.width - side) // 2
+        top = (im.height - side) // 2
+        im = im.crop((left, top, left + side, top + side)).resize((size, size), Image.BILINEAR)
+        out.append(np.asarray(im, dtype=np.uint8))
+    return np.stack(out).tobytes()
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """(H, W, 3) uint8 -> PNG file bytes."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+def colorize(levels: np.ndarray, colormap: str = "viridis") -> np.ndarray:
+    """(H, W) uint8 levels -> (H, W, 3) uint8 colours with a matplotlib colormap."""
+    import matplotlib
+
+    lut = (matplotlib.colormaps[colormap](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
+    return lut[levels]
+
+
+def blend(rgb: np.ndarray, levels: np.ndarray, colormap: str = "viridis", alpha: float = 0.5) -> np.ndarray:
+    """Overlay a colourised heatmap on an image, like the browser does."""
+    color = colorize(levels, colormap).astype(np.float32)
+    out = (1 - alpha) * rgb.astype(np.float32) + alpha * color
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
