@@ -11,11 +11,17 @@ measurement on the first chunks of the real work:
   fits, halving and retrying after ``torch.OutOfMemoryError``.
 
 Decisions are remembered per (model, device, input shape) for the life of the model object.
+
+Convolutional models run these passes on a *layout twin*: a private deep copy in eval mode with
+channels_last weights (bf16 + channels_last ran 2-3x faster than plain fp32 on the reference CPU). The
+caller's model is never converted; the twin is rebuilt when the caller's parameters or buffers change
+(in-place version counters) or are replaced, and costs one extra copy of the weights.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import time
 import weakref
 from collections.abc import Callable, Iterator
@@ -24,7 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["PRECISIONS", "Cancelled", "ForwardRunner", "autocast", "model_device"]
+__all__ = ["PRECISIONS", "Cancelled", "ForwardRunner", "autocast", "layout_twin", "model_device"]
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _AGREEMENT = 0.999
@@ -49,6 +55,39 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+_TWINS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[object, ...], nn.Module]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _fingerprint(model: nn.Module) -> tuple[object, ...]:
+    from camwidget.engine.cache import parameter_version
+
+    return (tuple(id(t) for t in model.parameters()), parameter_version(model))
+
+
+def layout_twin(model: nn.Module) -> nn.Module:
+    """A channels_last eval-mode copy of ``model`` for hook-free batched inference, or ``model`` itself
+    when a copy would not help (no 2-D convolution) or is impossible (the model cannot be deep-copied)."""
+    if not any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        return model
+    key = _fingerprint(model)
+    cached = _TWINS.get(model)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    try:
+        with torch.no_grad():
+            twin = copy.deepcopy(model).eval().to(memory_format=torch.channels_last)
+    except Exception:  # un-copyable modules: use the model itself
+        return model
+    for module in twin.modules():  # hooks the caller put on their model must not run twice
+        for name in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"):
+            getattr(module, name).clear()
+    twin.requires_grad_(False)
+    _TWINS[model] = (key, twin)
+    return twin
 
 
 @dataclass
@@ -87,6 +126,8 @@ class ForwardRunner:
         precision: "auto" (measure, see module doc), "fp32", "bf16" or "fp16".
         batch_size: "auto" or a fixed number of inputs per forward.
         progress: called as ``progress(done, total)`` after each chunk; raise :class:`Cancelled` to stop.
+        twin: run on :func:`layout_twin` (default True). Set False when hooks on the model itself must
+            fire during these passes.
     """
 
     def __init__(
@@ -96,12 +137,15 @@ class ForwardRunner:
         precision: str = "auto",
         batch_size: int | str = "auto",
         progress: Callable[[int, int], None] | None = None,
+        twin: bool = True,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
         if batch_size != "auto" and (not isinstance(batch_size, int) or batch_size < 1):
             raise ValueError(f"batch_size must be 'auto' or a positive int; got {batch_size!r}")
         self.model = model
+        self.forward_model = layout_twin(model) if twin else model
+        self.channels_last = self.forward_model is not model
         self.device = model_device(model)
         self.precision = precision
         self.batch_size = batch_size
@@ -109,8 +153,10 @@ class ForwardRunner:
         self.chosen: _Plan | None = None
 
     def _forward(self, x: torch.Tensor, precision: str) -> torch.Tensor:
+        if self.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, precision):
-            out = self.model(x)
+            out = self.forward_model(x)
         if not isinstance(out, torch.Tensor) or out.ndim != 2:
             raise TypeError("the model must return a (N, num_classes) tensor of logits")
         return out.float()

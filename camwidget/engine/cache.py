@@ -13,9 +13,10 @@ __all__ = ["CacheEntry", "ImageCache", "parameter_version"]
 
 
 def parameter_version(model: nn.Module) -> int:
-    """Sum of the parameters' in-place version counters: changes whenever an optimiser step (or any
-    in-place update) touches the weights, so cached scores of an older model are never reused."""
-    return sum(p._version for p in model.parameters())
+    """Sum of the parameters' and buffers' in-place version counters: changes whenever an optimiser step,
+    ``load_state_dict`` or BatchNorm statistics update touches them, so results for an older model are
+    never reused."""
+    return sum(t._version for t in model.parameters()) + sum(t._version for t in model.buffers())
 
 
 @dataclass

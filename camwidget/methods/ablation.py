@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from camwidget.engine.batching import ForwardRunner
 from camwidget.methods.base import CamMethod, Job
 
 __all__ = ["AblationCAM"]
@@ -48,11 +49,13 @@ class AblationCAM(CamMethod):
         n, c = a.shape[:2]
         weights = torch.zeros(n, c, device=a.device)
         ablate = _Ablate()
-        handle = explainer.layer.register_forward_hook(ablate)
+        runner = explainer.runner()
+        layer = dict(runner.forward_model.named_modules())[explainer.layer_name]
+        handle = layer.register_forward_hook(ablate)
         try:
             for i in range(n):
                 image = job.inputs[i : i + 1]
-                scores = self._ablated(explainer, ablate, image, c, int(job.targets[i]))
+                scores = self._ablated(runner, ablate, image, c, int(job.targets[i]))
                 y = job.logits[i, job.targets[i]]
                 weights[i] = (y - scores) / y.abs().clamp_min(1e-12)
         finally:
@@ -60,7 +63,7 @@ class AblationCAM(CamMethod):
         return torch.einsum("nc,nchw->nhw", weights, a)
 
     def _ablated(
-        self, explainer: object, ablate: _Ablate, image: torch.Tensor, c: int, target: int
+        self, runner: ForwardRunner, ablate: _Ablate, image: torch.Tensor, c: int, target: int
     ) -> torch.Tensor:
         def make_batch(start: int, stop: int) -> torch.Tensor:
             ablate.channels = torch.arange(start, stop)
@@ -69,7 +72,7 @@ class AblationCAM(CamMethod):
         for attempt in (True, False):
             ablate.expand = attempt
             try:
-                logits = explainer.runner().logits(make_batch, c)  # type: ignore[attr-defined]
+                logits = runner.logits(make_batch, c)
             except RuntimeError:
                 if not attempt:
                     raise

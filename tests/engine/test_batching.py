@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from camwidget.engine.batching import ForwardRunner, _correlation
+from camwidget.engine.batching import ForwardRunner, _correlation, layout_twin
 
 
 class OOMAbove(torch.nn.Module):
@@ -69,3 +69,23 @@ def test_bad_settings() -> None:
         ForwardRunner(OOMAbove(1), precision="half")
     with pytest.raises(ValueError, match="batch_size"):
         ForwardRunner(OOMAbove(1), batch_size=0)
+
+
+def test_layout_twin_is_private_channels_last_and_follows_weight_updates() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(2))
+    model(torch.randn(1, 3, 8, 8))
+    model.train()
+    twin = layout_twin(model)
+    assert twin is not model and not twin.training and model.training
+    assert twin[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert model[0].weight.is_contiguous()  # the caller's layout is untouched
+    assert layout_twin(model) is twin  # cached
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    fresh = layout_twin(model)
+    assert fresh is not twin and torch.equal(fresh[0].weight, model[0].weight)
+    x = torch.randn(5, 3, 8, 8)
+    runner = ForwardRunner(model, precision="fp32")
+    with torch.no_grad():
+        assert torch.allclose(runner.logits(lambda a, b: x[a:b], 5), model.eval()(x), atol=1e-5)

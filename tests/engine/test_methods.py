@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import camwidget
+from camwidget.engine.batching import layout_twin
 from camwidget.engine.explainer import Explainer
 from camwidget.methods.score import channel_masks
 
@@ -117,12 +118,13 @@ def test_constant_activation_maps_are_skipped_by_scorecam(shortcut_model) -> Non
     a = ex(x, raw=True)
     assert torch.isfinite(a).all()
     acts_constant = torch.zeros(32, dtype=torch.bool)
-    handle = shortcut_model.register_forward_hook(count)
+    handles = [m.register_forward_hook(count) for m in (shortcut_model, layout_twin(shortcut_model))]
     try:
         ex.release()
         ex(x)
     finally:
-        handle.remove()
+        for h in handles:
+            h.remove()
     # One plain forward plus masked forwards for the non-constant channels only.
     from camwidget.engine.hooks import LayerCapture
 
@@ -202,7 +204,8 @@ def test_channel_masks_styles_differ_only_as_documented() -> None:
 def test_scorecam_second_class_costs_no_forward(shortcut_model) -> None:
     x, _ = shortcut_batch(2, torch.Generator().manual_seed(9))
     seen = []
-    handle = shortcut_model.register_forward_hook(lambda m, a, o: seen.append(a[0].shape[0]))
+    hook = lambda m, a, o: seen.append(a[0].shape[0])  # noqa: E731
+    handles = [m.register_forward_hook(hook) for m in (shortcut_model, layout_twin(shortcut_model))]
     try:
         with Explainer(shortcut_model, "features.5", "scorecam") as ex:
             first = ex(x, target=0)
@@ -211,7 +214,8 @@ def test_scorecam_second_class_costs_no_forward(shortcut_model) -> None:
             assert len(seen) == n_first + 1  # only the plain forward that captures activations
             again = ex(x, target=0)
     finally:
-        handle.remove()
+        for h in handles:
+            h.remove()
     assert torch.allclose(first, again)
     assert not torch.allclose(first, second)
 
@@ -235,11 +239,13 @@ def test_scorecam_cache_is_invalidated_when_weights_change(shortcut_model) -> No
 def test_faster_scorecam_runs_only_the_top_variance_channels(shortcut_model) -> None:
     x, _ = shortcut_batch(1, torch.Generator().manual_seed(2))
     images = []
-    handle = shortcut_model.register_forward_hook(lambda m, a, o: images.append(a[0].shape[0]))
+    hook = lambda m, a, o: images.append(a[0].shape[0])  # noqa: E731
+    handles = [m.register_forward_hook(hook) for m in (shortcut_model, layout_twin(shortcut_model))]
     try:
         maps = camwidget.explain(shortcut_model, x, method="scorecam", layer="features.5", channels=8)
     finally:
-        handle.remove()
+        for h in handles:
+            h.remove()
     assert sum(images) <= 1 + 8 + 8  # plain forward + 8 channels (+ one precision probe of them)
     full = camwidget.explain(shortcut_model, x, method="scorecam", layer="features.5")
     assert _corr(maps, full) > 0.8
