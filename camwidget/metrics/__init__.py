@@ -2,10 +2,13 @@
 
 - :func:`insertion_deletion` -- RISE's insertion and deletion curves and AUCs (:class:`Curves`), with
   :func:`perturbed_image` for the image scored at any step.
+- :func:`average_drop_increase_gain` -- Average Drop / Increase / Gain. Read AD beside AG: an all-ones map
+  scores a perfect AD = 0 (and AG = 0).
 
 Every function leaves the model exactly as it came and validates its arguments before any forward pass.
 """
 
+from camwidget.metrics.confidence import average_drop_increase_gain, masked_inputs
 from camwidget.metrics.insertion_deletion import (
     SUBSTRATES,
     Curves,
@@ -21,8 +24,10 @@ __all__ = [
     "SUBSTRATES",
     "Curves",
     "auc",
+    "average_drop_increase_gain",
     "blur_images",
     "insertion_deletion",
+    "masked_inputs",
     "perturbed_image",
     "rise_blur_kernel",
     "saliency_ranks",

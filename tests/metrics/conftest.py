@@ -76,6 +76,10 @@ def one_thread():
 @pytest.fixture(scope="session")
 def shortcut_model() -> TinyCNN:
     """A TinyCNN trained to read its label from PATCH (40 Adam steps, a few seconds on 2 CPU cores)."""
+    return train_shortcut_model()
+
+
+def train_shortcut_model() -> TinyCNN:
     state, threads = torch.random.get_rng_state(), torch.get_num_threads()
     torch.set_num_threads(1)
     torch.manual_seed(0)

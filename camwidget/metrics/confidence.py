@@ -1,0 +1,156 @@
+"""Average Drop, Average Increase (Chattopadhyay et al. 2018) and Average Gain (Zhang et al., Opti-CAM).
+
+With p_i the target-class softmax probability on image i and o_i the probability on the image multiplied by
+its map (a mask in [0, 1]):
+
+- Average Drop  AD = 100/N Σ max(0, p_i − o_i) / p_i        (lower is better)
+- Average Increase AI = 100/N Σ 1[p_i < o_i]                 (higher is better)
+- Average Gain  AG = 100/N Σ max(0, o_i − p_i) / (1 − p_i)   (higher is better)
+
+**Read AD beside AG.** An all-ones map (no explanation at all: the masked image is the image) scores a
+perfect AD = 0, and AG = 0 exposes it; Average Gain was introduced in the Opti-CAM paper for exactly this
+flaw. Likewise a map that keeps everything but one pixel scores an excellent AD. AI only counts images.
+
+Conventions: a term whose denominator is 0 (p = 0 for AD, p = 1 for AG) is 0, since its numerator is then
+0 as well. p and o come from the same batched stream of forwards (the engine's precision choice), so an
+input that is unchanged by masking scores o = p exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from camwidget.engine.batching import ForwardRunner
+from camwidget.engine.explainer import IMAGENET_MEAN, IMAGENET_STD
+from camwidget.engine.hooks import preserved_state
+from camwidget.metrics._common import (
+    Target,
+    check_inputs,
+    check_maps,
+    check_model,
+    check_normalisation,
+    check_runner_options,
+    check_target_values,
+    model_device,
+    predict,
+    resolve_targets,
+    target_probabilities,
+)
+
+__all__ = ["MASKINGS", "average_drop_increase_gain", "confidence_scores", "masked_inputs"]
+
+MASKINGS = ("model", "pixel")
+
+
+def masked_inputs(
+    inputs: torch.Tensor,
+    maps: torch.Tensor,
+    *,
+    masking: str = "model",
+    mean: torch.Tensor | Sequence[float] = IMAGENET_MEAN,
+    std: torch.Tensor | Sequence[float] = IMAGENET_STD,
+) -> torch.Tensor:
+    """Inputs multiplied by their maps: (N, C, H, W) and (N, H, W) in [0, 1] -> (N, C, H, W).
+
+    ``masking="model"`` multiplies the model's input tensor (a masked pixel becomes 0, i.e. the dataset's
+    mean colour for a normalised input, as Score-CAM and Grad-CAM++ do). ``"pixel"`` multiplies in pixel
+    space, x_pix = x·std + mean, so a masked pixel is black: x·m + (1 − m)·(−mean/std), which leaves the
+    input bit-identical where m = 1.
+    """
+    if masking not in MASKINGS:
+        raise ValueError(f"masking must be 'model' or 'pixel'; got {masking!r}")
+    m = maps.unsqueeze(1).to(inputs.dtype)
+    if masking == "model":
+        return inputs * m
+    mu, sigma = check_normalisation(mean, std, inputs.shape[1], inputs.device)
+    black = (-mu / sigma).to(inputs.dtype)
+    return inputs * m + (1 - m) * black
+
+
+def confidence_scores(p: torch.Tensor, o: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-image terms from p (N,) and o (N,) probabilities: "drop" and "gain" in percent (N,) float32,
+    "increase" (N,) bool. Their means are AD, AG and (as percent) AI."""
+    p, o = p.float(), o.float()
+    safe_p = torch.where(p > 0, p, torch.ones_like(p))
+    safe_q = torch.where(p < 1, 1 - p, torch.ones_like(p))
+    drop = torch.where(p > 0, (p - o).clamp_min(0) / safe_p, torch.zeros_like(p)) * 100
+    gain = torch.where(p < 1, (o - p).clamp_min(0) / safe_q, torch.zeros_like(p)) * 100
+    return {"drop": drop, "increase": p < o, "gain": gain}
+
+
+def average_drop_increase_gain(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    maps: torch.Tensor,
+    target: Target = None,
+    *,
+    masking: str = "model",
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    precision: str = "auto",
+    batch_size: int | str = "auto",
+) -> dict[str, Any]:
+    """Average Drop, Increase and Gain of ``maps`` (see the module doc for the formulas and the caveat).
+
+    Args:
+        model: classifier returning (N, K) logits; left exactly as it came.
+        inputs: (N, C, H, W) float tensor, preprocessed as the model expects.
+        maps: (N, H, W) (or (N, 1, H, W)) maps in [0, 1] at the input resolution, e.g. from
+            :func:`camwidget.explain`.
+        target: None (default: the class predicted on each original image, fp32 forward), an int, or N ints.
+        masking: "model" (default: multiply the model's input tensor) or "pixel" (multiply in pixel space:
+            masked pixels are black; uses ``mean``/``std``, default ImageNet's).
+        precision, batch_size: for the 2N forwards (originals and masked), see
+            :class:`~camwidget.engine.batching.ForwardRunner`.
+
+    Returns:
+        A dict: "average_drop", "average_increase", "average_gain" (floats, percent, in [0, 100]);
+        per image, on the inputs' device: "p" and "o" (N,) probabilities, "drop" and "gain" (N,) percent,
+        "increase" (N,) bool, "targets" (N,) int64.
+
+    Raises:
+        ValueError: maps of the wrong shape, not finite or outside [0, 1]; unknown masking; a target out of
+            range; mismatched batch sizes. Checked before any perturbed forward; the model is untouched.
+    """
+    model = check_model(model)
+    inputs = check_inputs(inputs)
+    maps = check_maps(maps, inputs, unit_range=True)
+    if masking not in MASKINGS:
+        raise ValueError(f"masking must be 'model' or 'pixel'; got {masking!r}")
+    check_runner_options(precision, batch_size)
+    wanted = check_target_values(target, inputs.shape[0])
+    device = model_device(model)
+    mu, sigma = check_normalisation(mean, std, inputs.shape[1], device)
+    x = inputs.detach().to(device)
+    maps_d = maps.to(device)
+    n = x.shape[0]
+
+    def make_batch(start: int, stop: int) -> torch.Tensor:
+        # Items 0..N-1 are the originals, N..2N-1 the masked images.
+        j = torch.arange(start, stop, device=device)
+        img = j % n
+        keep = torch.where((j < n).view(-1, 1, 1), torch.ones_like(maps_d[img]), maps_d[img])
+        return masked_inputs(x[img], keep, masking=masking, mean=mu, std=sigma)
+
+    with preserved_state(model):
+        targets = resolve_targets(wanted, predict(model, x))
+        logits = ForwardRunner(model, precision=precision, batch_size=batch_size).logits(make_batch, 2 * n)
+    probs = target_probabilities(logits, targets.repeat(2))
+    p, o = probs[:n], probs[n:]
+    terms = confidence_scores(p, o)
+    out_device = inputs.device
+    return {
+        "average_drop": float(terms["drop"].mean()),
+        "average_increase": float(terms["increase"].float().mean() * 100),
+        "average_gain": float(terms["gain"].mean()),
+        "p": p.to(out_device),
+        "o": o.to(out_device),
+        "drop": terms["drop"].to(out_device),
+        "increase": terms["increase"].to(out_device),
+        "gain": terms["gain"].to(out_device),
+        "targets": targets.to(out_device),
+    }
