@@ -222,23 +222,23 @@ def encode_levels(cam: torch.Tensor | np.ndarray) -> bytes:
     return np.clip(np.rint(arr * 255), 0, 255).astype(np.uint8).tobytes()
 
 
-def step_order(cam: torch.Tensor | np.ndarray, n_steps: int) -> bytes:
-    """For each pixel, the insertion/deletion step (1..n_steps) at which it is inserted or deleted.
+def step_order(cam: torch.Tensor | np.ndarray, step: int) -> bytes:
+    """For each pixel, the insertion/deletion step at which it is perturbed (1..n).
 
-    Pixels are ranked by decreasing relevance (ties keep raster order, like a stable sort), then cut
-    into ``n_steps`` runs of ``ceil(H*W / n_steps)`` pixels. Returned as little-endian uint16 (H*W).
+    Mirrors :func:`camwidget.metrics.insertion_deletion`: pixels ranked by decreasing relevance (ties
+    keep raster order: a stable sort); step s perturbs the pixels of rank < s * ``step``, so the pixel
+    of rank r is perturbed from step r // step + 1 on. Returned as little-endian uint16 (H*W).
     """
-    t = torch.as_tensor(np.asarray(cam) if not isinstance(cam, torch.Tensor) else cam)
-    flat = t.detach().float().cpu().flatten()
-    flat = torch.nan_to_num(flat, nan=0.0)
-    order = torch.argsort(flat, descending=True, stable=True)
+    t = cam if isinstance(cam, torch.Tensor) else torch.from_numpy(np.asarray(cam))
+    flat = torch.nan_to_num(t.detach().float().cpu().flatten(), nan=0.0)
     n = flat.numel()
-    n_steps = max(1, min(int(n_steps), 65535))
-    per_step = math.ceil(n / n_steps)
+    step = max(1, int(step))
+    if math.ceil(n / step) > 65535:
+        raise ValueError(f"too many insertion/deletion steps ({math.ceil(n / step)}) for uint16 step numbers")
+    order = torch.sort(flat, descending=True, stable=True).indices
     rank = torch.empty(n, dtype=torch.long)
     rank[order] = torch.arange(n)
-    steps = (rank // per_step + 1).clamp(max=n_steps)
-    return steps.numpy().astype("<u2").tobytes()
+    return (rank // step + 1).numpy().astype("<u2").tobytes()
 
 
 def thumbnails(display: np.ndarray, size: int = 64) -> bytes:

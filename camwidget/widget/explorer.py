@@ -29,6 +29,7 @@ import pathlib
 import threading
 import time
 import traceback
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
@@ -49,6 +50,7 @@ from camwidget.widget.codecs import (
     png_bytes,
     step_order,
     thumbnails,
+    to_display,
 )
 from camwidget.widget.jobs import BackgroundWorker, Task
 
@@ -75,6 +77,31 @@ _MAP_CACHE = 192  # maps kept (each H*W float32: 200 KB at 224x224)
 _PROGRESS_EVERY = 0.1  # seconds between progress trait updates
 
 MapKey = tuple[int, str, str, int]  # (image, method, layer, class)
+
+
+_MODEL_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
+_MODEL_LOCKS_GUARD = threading.Lock()
+
+
+def _lock_for(model: nn.Module) -> threading.RLock:
+    """One lock per model, shared by every explorer of that model: the engine hooks the model during
+    a call, so two explorers must never run the same model at once from their threads."""
+    with _MODEL_LOCKS_GUARD:
+        lock = _MODEL_LOCKS.get(model)
+        if lock is None:
+            lock = _MODEL_LOCKS[model] = threading.RLock()
+        return lock
+
+
+def _front_end() -> tuple[str, str]:
+    """The bundled ES module and stylesheet (built from js/ by ``make js``)."""
+    try:
+        return (_STATIC / "widget.js").read_text("utf-8"), (_STATIC / "widget.css").read_text("utf-8")
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(
+            f"camwidget's front end is missing ({exc.filename}); rebuild it with 'make js' "
+            "(npm ci && npm run build in js/)"
+        ) from exc
 
 
 def _engine() -> Any:
@@ -151,8 +178,11 @@ class CamExplorer(anywidget.AnyWidget):
             model that fails on the first image (the message says which and what to do).
     """
 
-    _esm = _STATIC / "widget.js"
-    _css = _STATIC / "widget.css"
+    # Declared as traits (set in __init__) rather than anywidget's file paths so that their values
+    # differ from the defaults: ipywidgets' embed (static HTML export) drops default-valued traits,
+    # and an export without its front end would render nothing.
+    _esm = t.Unicode("").tag(sync=True)
+    _css = t.Unicode("").tag(sync=True)
 
     # selections (front end -> kernel)
     image_index = t.Int(0).tag(sync=True)
@@ -187,6 +217,7 @@ class CamExplorer(anywidget.AnyWidget):
     curves2 = t.Dict().tag(sync=True)
     curve_order = t.Bytes(b"").tag(sync=True)
     curve_order2 = t.Bytes(b"").tag(sync=True)
+    insertion_base = t.Bytes(b"").tag(sync=True)
     curves_status = t.Unicode("").tag(sync=True)
     substrate_rgb = t.List(t.Int(), [0, 0, 0]).tag(sync=True)
     # status
@@ -254,7 +285,7 @@ class CamExplorer(anywidget.AnyWidget):
 
         # one forward pass on the first image: clear error now if the model cannot run
         x0 = self._inputs[:1]
-        self._model_lock = threading.RLock()
+        self._model_lock = _lock_for(model)
         self._explainers: dict[str, Any] = {}
         self._probs: dict[int, np.ndarray] = {}
         try:
@@ -328,6 +359,7 @@ class CamExplorer(anywidget.AnyWidget):
         self._curves: _LRU = _LRU(_MAP_CACHE)
         self._errors: dict[Hashable, str] = {}
         self._timings: dict[Hashable, float] = {}
+        self._bases: dict[int, bytes] = {}
         self._paused = False
         self._closed = False
         self._last_progress = 0.0
@@ -337,6 +369,7 @@ class CamExplorer(anywidget.AnyWidget):
         h, w = self._inputs.shape[-2:]
         super().__init__()
         with self.hold_sync():
+            self._esm, self._css = _front_end()
             self.methods = [
                 {"name": m, "label": METHOD_LABELS.get(m, m), "fast": m in self._fast} for m in chosen_methods
             ]
@@ -569,10 +602,14 @@ class CamExplorer(anywidget.AnyWidget):
                 self._current_task = task
                 out = metric(
                     self._model,
-                    self._inputs[index : index + 1].to(self._device()),
-                    torch.from_numpy(cam)[None].to(self._device()),
+                    self._inputs[index : index + 1],
+                    torch.from_numpy(cam)[None],
                     target=[cls],
                     step=step,
+                    substrate="zeros",
+                    mean=self._mean,
+                    std=self._std,
+                    progress=self._progress,
                 )
             ins = out.insertion[0].detach().float().cpu().numpy()
             dele = out.deletion[0].detach().float().cpu().numpy()
@@ -591,7 +628,8 @@ class CamExplorer(anywidget.AnyWidget):
                 "deletion_auc": float(out.deletion_auc[0]),
                 "n_steps": len(ins) - 1,
             }
-            order = step_order(cam, len(ins) - 1)
+            order = step_order(cam, int(getattr(out, "step", step)))
+            self._insertion_base(index)
             with self._lock:
                 self._curves.put(key, (result, order))
                 self._errors.pop(("curves", key), None)
@@ -603,6 +641,21 @@ class CamExplorer(anywidget.AnyWidget):
                 self._log_exception(exc)
         finally:
             self._current_task = None
+
+    def _insertion_base(self, index: int) -> bytes:
+        """The display pixels insertion starts from (RISE: a blurred copy of the image)."""
+        base = self._bases.get(index)
+        if base is None:
+            base = b""
+            try:
+                from camwidget.metrics import blur_images
+
+                blurred = blur_images(self._inputs[index : index + 1])[0]
+                base = to_display(blurred, self._mean, self._std).tobytes()
+            except Exception:  # frames then fall back to the substrate colour
+                pass
+            self._bases[index] = base
+        return base
 
     @staticmethod
     def _log_exception(exc: BaseException) -> None:
@@ -835,6 +888,9 @@ class CamExplorer(anywidget.AnyWidget):
         result, order = entry
         result = {**result, "info": self._map_info(key)}
         if slot == "a":
+            base = self._bases.get(key[0], b"")
+            if self.insertion_base != base:
+                self.insertion_base = base
             if self.curves != result:
                 self.curve_order = order
                 self.curves = result

@@ -101,20 +101,32 @@ export function rgbToRgba(rgb, out) {
 
 /**
  * The perturbed image of an insertion/deletion curve at step k.
- * order[i] is the step (1..n) at which pixel i is inserted (insertion) or removed (deletion).
- * Insertion at step k: pixels with order <= k come from the image, the rest is the substrate.
- * Deletion at step k: pixels with order <= k are the substrate, the rest comes from the image.
+ * order[i] is the step (1..n) from which pixel i is inserted (insertion) or removed (deletion).
+ * Insertion at step k: pixels with order <= k come from the image, the others from `base` (RISE
+ * starts insertion from a blurred copy) or, without a base, the substrate colour.
+ * Deletion at step k: pixels with order <= k show the substrate colour, the rest the image.
  */
-export function perturbedFrame(rgb, order, k, mode, substrate, out) {
+export function perturbedFrame(rgb, order, k, mode, substrate, out, base) {
   const n = order.length;
   const rgba = out || new Uint8ClampedArray(n * 4);
   const [sr, sg, sb] = substrate;
   const insertion = mode === "insertion";
+  const useBase = insertion && base && base.length === rgb.length;
   for (let i = 0, j = 0, p = 0; i < n; i++, j += 4, p += 3) {
     const shown = insertion ? order[i] <= k : order[i] > k;
-    rgba[j] = shown ? rgb[p] : sr;
-    rgba[j + 1] = shown ? rgb[p + 1] : sg;
-    rgba[j + 2] = shown ? rgb[p + 2] : sb;
+    if (shown) {
+      rgba[j] = rgb[p];
+      rgba[j + 1] = rgb[p + 1];
+      rgba[j + 2] = rgb[p + 2];
+    } else if (useBase) {
+      rgba[j] = base[p];
+      rgba[j + 1] = base[p + 1];
+      rgba[j + 2] = base[p + 2];
+    } else {
+      rgba[j] = sr;
+      rgba[j + 1] = sg;
+      rgba[j + 2] = sb;
+    }
     rgba[j + 3] = 255;
   }
   return rgba;

@@ -119,6 +119,11 @@ function render({ model, el }) {
     data[which] = bytes.length ? decodeLevels(bytes, shape, get("heatmap_dtype") || "uint8") : null;
   }
 
+  function decodeBase() {
+    const bytes = toBytes(get("insertion_base"));
+    data.base = bytes.length ? bytes : null;
+  }
+
   function decodeOrder(which) {
     const name = which === "a" ? "curve_order" : "curve_order2";
     const [hh, ww] = data.shape;
@@ -265,7 +270,8 @@ function render({ model, el }) {
     if (i == null || i >= xs.length) i = Math.min(xs.length - 1, Math.round((xs.length - 1) * 0.2));
     const substrate = get("substrate_rgb") || [0, 0, 0];
     const n = hh * ww;
-    putPixels(frameIns, perturbedFrame(data.rgb, order, i, "insertion", substrate, rgbaBuf("fins", n)), ww, hh);
+    const base = data.base && data.base.length === n * 3 ? data.base : null;
+    putPixels(frameIns, perturbedFrame(data.rgb, order, i, "insertion", substrate, rgbaBuf("fins", n), base), ww, hh);
     putPixels(frameDel, perturbedFrame(data.rgb, order, i, "deletion", substrate, rgbaBuf("fdel", n)), ww, hh);
     const share = `${Math.round(xs[i] * 100)}%`;
     const ins = curves.insertion ? curves.insertion[i] : NaN;
@@ -301,6 +307,7 @@ function render({ model, el }) {
       decodeMap("b");
       decodeOrder("a");
       decodeOrder("b");
+      decodeBase();
       localError = "";
       renderControls();
       renderStatus();
@@ -350,7 +357,8 @@ function render({ model, el }) {
     renderCaptions();
   });
   on("curves curves2 curves_status", renderCurves);
-  on("curve_order curve_order2", () => guard(() => {
+  on("curve_order curve_order2 insertion_base", () => guard(() => {
+    decodeBase();
     decodeOrder("a");
     decodeOrder("b");
     paintFrames();

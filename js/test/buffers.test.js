@@ -56,4 +56,8 @@ test("perturbedFrame inserts/deletes pixels in rank order", () => {
   assert.deepEqual(px(perturbedFrame(rgb, order, 3, "insertion", sub)), [10, 20, 30]);
   assert.deepEqual(px(perturbedFrame(rgb, order, 0, "deletion", sub)), [10, 20, 30]);
   assert.deepEqual(px(perturbedFrame(rgb, order, 2, "deletion", sub)), [0, 0, 30]);
+  // insertion starts from a base image (RISE: blurred) when one is given
+  const base = new Uint8Array([1, 1, 1, 2, 2, 2, 3, 3, 3]);
+  assert.deepEqual(px(perturbedFrame(rgb, order, 1, "insertion", sub, undefined, base)), [1, 20, 3]);
+  assert.deepEqual(px(perturbedFrame(rgb, order, 1, "deletion", sub, undefined, base)), [10, 0, 30]);
 });

@@ -1,0 +1,354 @@
+"""CamExplorer driven through its traits, as the front end drives it."""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from tests.widget.conftest import SIZE, TinyNet, random_images
+
+
+def levels(w, which: str = "heatmap") -> np.ndarray:
+    h, wd = w.heatmap_shape
+    return np.frombuffer(getattr(w, which), dtype=np.uint8).reshape(h, wd)
+
+
+def key(info: dict) -> tuple:
+    return (info["image_index"], info["method"], info["layer"], info["class_index"])
+
+
+def current(w) -> tuple:
+    return (w.image_index, w.method, w.layer, w.class_index)
+
+
+def test_first_map_is_there_at_construction(make_explorer) -> None:
+    w = make_explorer()
+    assert w.status in ("ready", "running") and w.error == ""  # curves may be computing already
+    assert w.method == "hirescam"
+    assert key(w.heatmap_info) == current(w)
+    assert w.image_shape == [SIZE, SIZE] == w.heatmap_shape
+    assert len(w.image) == SIZE * SIZE * 3
+    assert levels(w).max() == 255  # min-max normalised map
+    assert len(w.top_classes) == 5
+    probs = [c["prob"] for c in w.top_classes]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
+    assert w.class_index == w.top_classes[0]["index"]
+    assert {m["name"] for m in w.methods} == set(__import__("camwidget").METHODS)
+    assert w.layer in [layer["name"] for layer in w.layers]
+    assert all(len(layer["shape"]) == 3 for layer in w.layers)
+    assert w.n_images == 3 and len(w.thumbnails) == 3 * 64 * 64 * 3
+    assert w.class_names == [f"class {i}" for i in range(10)]
+    assert w.wait(30) and w.status == "ready" and w.message.startswith("HiResCAM in ")
+
+
+def test_method_layer_class_changes_recompute(make_explorer) -> None:
+    w = make_explorer()
+    first = levels(w).copy()
+    w.method = "scorecam"
+    assert w.wait(30)
+    assert key(w.heatmap_info) == current(w) and w.heatmap_info["method"] == "scorecam"
+    score = levels(w).copy()
+    assert not np.array_equal(first, score)
+
+    other_layer = next(
+        layer["name"] for layer in w.layers if layer["name"] != w.layer and "2" in layer["name"]
+    )
+    w.layer = other_layer
+    assert w.wait(30)
+    assert w.heatmap_info["layer"] == other_layer
+    assert not np.array_equal(levels(w), score)
+
+    other_class = w.top_classes[1]["index"]
+    w.class_index = other_class
+    assert w.wait(30)
+    assert w.heatmap_info["class_index"] == other_class
+    assert w.heatmap_info["class_name"] == f"class {other_class}"
+    assert w.status == "ready" and w.error == ""
+
+
+def test_going_back_is_served_from_the_cache(make_explorer) -> None:
+    w = make_explorer()
+    a = levels(w).copy()
+    w.method = "gradcam++"
+    assert w.wait(30)
+    b_info = dict(w.heatmap_info)
+    w.method = "hirescam"  # cached: published synchronously, no background work
+    assert key(w.heatmap_info) == current(w)
+    assert np.array_equal(levels(w), a)
+    w.method = "gradcam++"
+    assert w.heatmap_info == b_info
+
+
+def test_image_change_updates_image_predictions_and_map(make_explorer) -> None:
+    w = make_explorer()
+    image0 = bytes(w.image)
+    w.image_index = 2
+    assert w.wait(30)
+    assert w.image != image0
+    assert key(w.heatmap_info) == current(w) == (2, "hirescam", w.layer, w.top_classes[0]["index"])
+
+
+def test_compare_two_methods_and_two_classes(make_explorer) -> None:
+    w = make_explorer()
+    w.compare_method = "gradcam"
+    w.compare = "method"
+    assert w.wait(30)
+    assert w.heatmap2_info["method"] == "gradcam"
+    assert w.heatmap2_info["class_index"] == w.class_index
+    assert len(w.heatmap2) == SIZE * SIZE
+    w.compare = "class"
+    assert w.wait(30)
+    assert w.compare_class != w.class_index
+    assert key(w.heatmap2_info) == (0, "hirescam", w.layer, w.compare_class)
+    assert w.curves2 and w.curves2["info"]["class_index"] == w.compare_class
+
+
+def test_curves_and_frames_match_the_metric(make_explorer) -> None:
+    from camwidget.metrics import perturbed_image
+
+    w = make_explorer(curve_steps=8)
+    assert w.wait(30)
+    c = w.curves
+    n = c["n_steps"]
+    assert n == 8 and len(c["fractions"]) == len(c["insertion"]) == len(c["deletion"]) == n + 1
+    assert 0 <= c["insertion_auc"] <= 1 and 0 <= c["deletion_auc"] <= 1
+    assert key(c["info"]) == current(w)
+    assert w.curves_status == ""
+    order = np.frombuffer(w.curve_order, dtype="<u2").reshape(SIZE, SIZE)
+    assert order.min() == 1 and order.max() == n
+    assert len(w.insertion_base) == SIZE * SIZE * 3
+    # the browser's frame at step s perturbs exactly the pixels the metric perturbs
+    cam = torch.from_numpy(w.heatmap_array())[None]
+    step = SIZE * SIZE // n
+    x = w.inputs[:1]
+    for s in (1, 3, 7):
+        deleted = perturbed_image(x, cam, 0, s, "deletion", step=step)
+        changed = (deleted != x[0]).any(0).numpy()
+        assert np.array_equal(changed, order <= s)
+
+
+def test_cancel_and_retry(make_explorer) -> None:
+    slow = TinyNet(delay=0.01).eval()
+    w = make_explorer(net=slow, curves=False)
+    w.method = "opticam"
+    deadline = time.monotonic() + 10
+    while not (w.status == "running" and 0 < w.progress < 1) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert w.status == "running" and "Opti-CAM" in w.message
+    w.cancel()
+    assert w.wait(10)
+    assert w.status == "cancelled" and "Compute" in w.message
+    assert w.heatmap_info["method"] == "hirescam"  # the preview stays, no error
+    assert w.error == ""
+    # switching away from a running slow method cancels it: the fast map comes at once
+    w.retry()
+    time.sleep(0.2)
+    assert w.status == "running"
+    t0 = time.perf_counter()
+    w.method = "gradcam"
+    assert w.wait(10)
+    assert time.perf_counter() - t0 < 1.0
+    assert w.heatmap_info["method"] == "gradcam" and w.status == "ready"
+
+
+def test_cancel_message_from_the_front_end(make_explorer) -> None:
+    w = make_explorer(net=TinyNet(delay=0.01).eval(), curves=False)
+    w.method = "opticam"
+    time.sleep(0.3)
+    w._handle_msg(w, {"action": "cancel"}, [])
+    assert w.wait(10) and w.status == "cancelled"
+    w._handle_msg(w, {"action": "retry"}, [])
+    time.sleep(0.1)
+    assert w.status == "running"
+
+
+def test_invalid_front_end_values_show_an_error(make_explorer) -> None:
+    w = make_explorer()
+    w.method = "nope"
+    assert w.status == "error" and "unknown method 'nope'" in w.error
+    w.method = "gradcam"
+    assert w.wait(30)
+    assert w.status == "ready" and w.error == ""
+    w.class_index = 99
+    assert "class_index 99 out of range" in w.error
+
+
+class BackwardFails(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError("backward exploded")
+
+
+class NoGradNet(TinyNet):
+    def forward(self, x):
+        return self.fc(self.pool(BackwardFails.apply(self.features(x))).flatten(1))
+
+
+def test_method_failure_is_shown_in_the_widget(make_explorer) -> None:
+    torch.manual_seed(0)
+    w = make_explorer(net=NoGradNet().eval(), curves=False)
+    assert w.status == "error"
+    assert "HiResCAM" in w.error and "backward exploded" in w.error
+    w.method = "eigencam"  # needs no gradient: works
+    assert w.wait(30)
+    assert w.status == "ready" and w.heatmap_info["method"] == "eigencam"
+    w.method = "hirescam"  # the error is remembered, not retried in a loop
+    assert w.wait(30)
+    assert w.status == "error" and "backward exploded" in w.error
+
+
+def test_model_that_raises_fails_at_construction(make_explorer) -> None:
+    class Broken(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            raise RuntimeError("no forward for you")
+
+    with pytest.raises(ValueError, match=r"the model failed on the first image.*no forward for you"):
+        make_explorer(net=Broken())
+
+
+@pytest.mark.parametrize(
+    ("images", "error", "match"),
+    [
+        ({"not": "an image"}, TypeError, "images must be"),
+        ("/does/not/exist.png", FileNotFoundError, "no such image file"),
+        (torch.zeros(2, 5, 5), ValueError, r"must be preprocessed \(3, H, W\)"),
+        (torch.zeros(1, 4, SIZE, SIZE), ValueError, r"\(3, H, W\)"),
+        (np.zeros((3, 40, 40), dtype=np.uint8), ValueError, "channels-first"),
+        (np.full((8, 8, 3), np.nan), ValueError, "NaN"),
+        ([], ValueError, "images is empty"),
+    ],
+)
+def test_bad_images_raise_clear_errors(make_explorer, images, error, match) -> None:
+    with pytest.raises(error, match=match):
+        make_explorer(images=images)
+
+
+def test_not_an_image_file(make_explorer, tmp_path) -> None:
+    bogus = tmp_path / "notes.png"
+    bogus.write_text("hello")
+    with pytest.raises(ValueError, match=r"not an image"):
+        make_explorer(images=[bogus])
+
+
+class FixedSizeNet(nn.Module):
+    """Only takes 32x32 inputs (flatten + linear)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * SIZE * SIZE, 10)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).flatten(1))
+
+
+def test_wrong_size_tensor_for_the_model(make_explorer) -> None:
+    with pytest.raises(
+        ValueError, match=r"the model failed on the first image \(input shape \(1, 3, 20, 20\)\)"
+    ):
+        make_explorer(net=FixedSizeNet(), images=torch.zeros(1, 3, 20, 20), preprocess=None)
+    with pytest.raises(ValueError, match=r"too small"):
+        make_explorer(images=torch.zeros(1, 3, 1, 1), preprocess=None)
+
+
+def test_bad_arguments(make_explorer) -> None:
+    with pytest.raises(ValueError, match=r"no class is called 'zebra'"):
+        make_explorer(target="zebra")
+    with pytest.raises(ValueError, match=r"Did you mean: 'class 1'"):
+        make_explorer(target="class 1x", class_names=[f"class {i}" for i in range(10)])
+    with pytest.raises(ValueError, match=r"class_names has 3 entries but the model outputs 10"):
+        make_explorer(class_names=["a", "b", "c"])
+    with pytest.raises(ValueError, match=r"unknown method 'gradcum'.*Did you mean gradcam"):
+        make_explorer(method="gradcum")
+    with pytest.raises(ValueError, match=r"layer 'features.9' is not a spatial layer"):
+        make_explorer(layers=["features.9"])
+    with pytest.raises(ValueError, match=r"colormap must be one of"):
+        make_explorer(colormap="rainbow")
+    with pytest.raises(TypeError, match=r"torch.nn.Module"):
+        make_explorer(net="resnet")
+
+
+def test_options_target_by_name_layers_methods(make_explorer) -> None:
+    names = [f"thing {i}" for i in range(10)]
+    w = make_explorer(
+        class_names=names, target="thing 7", methods=["gradcam", "scorecam"], layers=["features.2"]
+    )
+    assert w.class_index == 7 and w.heatmap_info["class_name"] == "thing 7"
+    assert w.method == "gradcam" and [m["name"] for m in w.methods] == ["gradcam", "scorecam"]
+    assert [layer["name"] for layer in w.layers] == ["features.2"] and w.layer == "features.2"
+    w.image_index = 1  # a pinned target stays pinned across images
+    assert w.wait(30)
+    assert w.class_index == 7
+
+
+def test_every_image_kind(make_explorer, tmp_path) -> None:
+    rgb = random_images(1)[0]
+    path = tmp_path / "img.png"
+    Image.fromarray(rgb).save(path)
+    pil = Image.fromarray(rgb)
+    w = make_explorer(images=[pil, path, rgb, rgb.astype(np.float32) / 255])
+    assert w.n_images == 4
+    first = w._display[0]
+    for i in range(1, 4):
+        assert np.abs(w._display[i].astype(int) - first.astype(int)).max() <= 1
+    tensor_batch = w.inputs
+    w2 = make_explorer(images=tensor_batch, preprocess=None)
+    assert np.array_equal(w2._display, w._display)
+
+
+def test_png_fallback_and_mimebundle(make_explorer) -> None:
+    w = make_explorer()
+    data, _ = w._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in data
+    png = Image.open(io.BytesIO(base64.b64decode(data["image/png"])))
+    assert png.size == (3 * SIZE + 12, SIZE)
+    assert "HiResCAM" in data["text/plain"]
+    assert w._repr_png_()[:4] == b"\x89PNG"
+
+
+def test_static_html_export_keeps_the_state(make_explorer, tmp_path) -> None:
+    from ipywidgets.embed import embed_minimal_html
+
+    w = make_explorer()
+    assert w.wait(30)
+    out = tmp_path / "export.html"
+    embed_minimal_html(out, views=[w], title="camwidget export")
+    html = out.read_text()
+    assert "application/vnd.jupyter.widget-state+json" in html
+    assert "cw-root" in html  # the bundled front end travels in the _esm trait
+    assert "cw-colorbar" in html  # and the stylesheet in _css
+    state = w.get_state()
+    for name in ("image", "heatmap", "curve_order"):
+        assert base64.b64encode(bytes(state[name])).decode()[:40] in html
+
+
+def test_close_stops_the_worker(make_explorer) -> None:
+    w = make_explorer()
+    worker = w._worker
+    w.close()
+    assert not worker.alive
+
+
+def test_two_explorers_share_a_model_safely(make_explorer) -> None:
+    first = make_explorer()
+    for method in ("scorecam", "gradcam++", "layercam"):
+        first.method = method  # keeps first's worker busy on the model ...
+        second = make_explorer(curve_steps=4)  # ... while second runs it on the main thread
+        assert second.heatmap_info["method"] == "hirescam" and second.error == ""
+        assert first.wait(30) and first.error == "" and first.heatmap_info["method"] == method
+        assert second.wait(30) and second.error == ""
