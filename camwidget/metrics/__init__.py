@@ -4,6 +4,8 @@
   :func:`perturbed_image` for the image scored at any step.
 - :func:`average_drop_increase_gain` -- Average Drop / Increase / Gain. Read AD beside AG: an all-ones map
   scores a perfect AD = 0 (and AG = 0).
+- :func:`sanity_check` -- cascading model-parameter randomisation (Adebayo et al. 2018), with
+  :func:`spearman` and :func:`ssim`.
 
 Every function leaves the model exactly as it came and validates its arguments before any forward pass.
 """
@@ -19,6 +21,7 @@ from camwidget.metrics.insertion_deletion import (
     rise_blur_kernel,
     saliency_ranks,
 )
+from camwidget.metrics.sanity import sanity_check, spearman, ssim
 
 __all__ = [
     "SUBSTRATES",
@@ -31,4 +34,7 @@ __all__ = [
     "perturbed_image",
     "rise_blur_kernel",
     "saliency_ranks",
+    "sanity_check",
+    "spearman",
+    "ssim",
 ]

@@ -1,0 +1,234 @@
+"""Model-parameter randomisation test (Adebayo et al., NeurIPS 2018, "Sanity Checks for Saliency Maps").
+
+A map that explains the model must change when the model changes. On a deep copy of the model, the
+parameters are re-initialised module by module from the output layer down (cascading: every step keeps the
+layers randomised before it), and after each step the map of the *same* class (the original prediction, kept
+fixed) is compared with the original map by
+
+- Spearman's rank correlation (average ranks for ties), and
+- SSIM (Wang et al. 2004: 11×11 Gaussian window, sigma 1.5, K1 = 0.01, K2 = 0.03, data range 1, mean over
+  the valid region).
+
+A faithful method decorrelates quickly (correlations fall towards 0); a method that is an edge detector in
+disguise keeps producing the same map. Both measures are implemented here in torch (no scikit-image).
+
+Randomisation of a module uses its own ``reset_parameters()`` (the architecture's initialisation, as Adebayo
+et al. re-initialise to the training start; BatchNorm goes back to weight 1, bias 0, running mean 0 and
+variance 1) under a fixed seed; a module without one gets its direct parameters redrawn from a normal with the
+old tensor's mean and standard deviation (0.02 where that is 0). "From the top" is the reverse of the order
+in which modules with parameters first run in a forward pass.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from camwidget.engine.batching import model_device
+from camwidget.engine.explainer import Explainer
+from camwidget.engine.hooks import preserved_state
+from camwidget.engine.layers import resolve_layer
+from camwidget.methods.registry import get_method
+from camwidget.metrics._common import (
+    Target,
+    check_inputs,
+    check_model,
+    check_target_values,
+    predict,
+    resolve_targets,
+)
+
+__all__ = ["cascade_order", "randomize_module", "sanity_check", "spearman", "ssim"]
+
+
+# -- similarity measures ---------------------------------------------------------------------------------
+def _average_ranks(x: torch.Tensor) -> torch.Tensor:
+    """(N, M) -> (N, M) float64 ranks 1..M, tied values sharing their average rank."""
+    out = torch.empty(x.shape, dtype=torch.float64, device=x.device)
+    for i in range(x.shape[0]):
+        values, order = torch.sort(x[i])
+        _, inverse, counts = torch.unique_consecutive(values, return_inverse=True, return_counts=True)
+        ends = counts.cumsum(0).double()  # 1-based rank of each group's last member
+        average = ends - (counts.double() - 1) / 2
+        out[i, order] = average[inverse]
+    return out
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Spearman rank correlation of each pair of maps: (N, ...) and (N, ...) -> (N,) float32 in [-1, 1].
+
+    Ties get their average rank. A constant map shares no rank information with anything: its correlation
+    is 0 (not NaN).
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"spearman needs maps of equal shape; got {tuple(a.shape)} and {tuple(b.shape)}")
+    ra = _average_ranks(a.detach().flatten(1).double())
+    rb = _average_ranks(b.detach().flatten(1).double())
+    ra = ra - ra.mean(1, keepdim=True)
+    rb = rb - rb.mean(1, keepdim=True)
+    denom = ra.norm(dim=1) * rb.norm(dim=1)
+    r = torch.where(denom > 0, (ra * rb).sum(1) / denom.clamp_min(1e-300), torch.zeros_like(denom))
+    return r.clamp(-1, 1).float()
+
+
+def ssim(
+    a: torch.Tensor, b: torch.Tensor, *, window: int = 11, sigma: float = 1.5, data_range: float = 1.0
+) -> torch.Tensor:
+    """Mean structural similarity of each pair of maps: (N, H, W) and (N, H, W) -> (N,) float32 in [-1, 1].
+
+    Gaussian window ``window``×``window`` (default 11, ``sigma`` 1.5), constants C1 = (0.01·L)², C2 =
+    (0.03·L)² with L = ``data_range`` (default 1, for maps in [0, 1]); averaged over the positions where the
+    window fits entirely (maps smaller than the window use a window of their size).
+    """
+    if a.shape != b.shape or a.ndim != 3:
+        raise ValueError(
+            f"ssim needs two (N, H, W) tensors of equal shape; got {tuple(a.shape)}, {tuple(b.shape)}"
+        )
+    size = min(window, a.shape[-1], a.shape[-2])
+    offsets = torch.arange(size, dtype=torch.float64, device=a.device) - (size - 1) / 2
+    g = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    g = (g / g.sum()).float()
+    kernel = torch.outer(g, g).view(1, 1, size, size)
+    x, y = a.detach().float().unsqueeze(1), b.detach().float().unsqueeze(1)
+
+    def filt(t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(t, kernel)
+
+    mx, my = filt(x), filt(y)
+    vx = filt(x * x) - mx * mx
+    vy = filt(y * y) - my * my
+    cxy = filt(x * y) - mx * my
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    return s.flatten(1).mean(1)
+
+
+# -- randomisation ---------------------------------------------------------------------------------------
+def cascade_order(model: nn.Module, example: torch.Tensor) -> list[str]:
+    """Names of the modules that own parameters directly, from the output down.
+
+    The order is the reverse of the order in which the modules first start running during a forward pass
+    of ``example`` (modules that never run are left out: they cannot change the output). Temporary hooks
+    are removed and the model's mode restored.
+    """
+    owners = {m: name for name, m in model.named_modules() if any(True for _ in m.parameters(recurse=False))}
+    seen: list[str] = []
+
+    def hook(module: nn.Module, args: object) -> None:
+        name = owners[module]
+        if name not in seen:
+            seen.append(name)
+
+    with preserved_state(model), torch.inference_mode():
+        handles = [m.register_forward_pre_hook(hook) for m in owners]
+        try:
+            model(example)
+        finally:
+            for h in handles:
+                h.remove()
+    return seen[::-1]
+
+
+def randomize_module(module: nn.Module, generator_seed: int) -> None:
+    """Re-initialise ``module``'s own parameters in place, deterministically from ``generator_seed``,
+    without touching the global random state (see the module doc for the rule)."""
+    device = next(module.parameters(recurse=False)).device
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
+        torch.manual_seed(generator_seed)
+        reset = getattr(module, "reset_parameters", None)
+        if callable(reset):
+            reset()
+            return
+        for p in module.parameters(recurse=False):
+            std = float(p.float().std()) if p.numel() > 1 else 0.0
+            p.normal_(float(p.float().mean()), std if std > 0 else 0.02)
+
+
+def sanity_check(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    *,
+    method: str,
+    layer: str | nn.Module | None,
+    target: Target = None,
+    max_layers: int | None = None,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+    **options: Any,
+) -> list[dict[str, Any]]:
+    """Cascading parameter randomisation: how the maps of ``method`` change as the model is randomised.
+
+    The caller's model is never modified: a deep copy (same device; twice the memory meanwhile) is
+    randomised. The class explained is the original prediction (or ``target``) at every step.
+
+    Args:
+        model: classifier returning (N, K) logits.
+        inputs: (N, C, H, W) float tensor, preprocessed as the model expects.
+        method: a name from :data:`camwidget.METHODS`.
+        layer: the explained layer (submodule of ``model`` or dotted name); None = the engine's default,
+            resolved once on the original model and kept fixed.
+        target: None (the class predicted on each original image), an int, or N ints.
+        max_layers: stop after randomising this many modules (None, default: all, down to the first
+            layer). Each step costs one explanation.
+        seed: seeds the re-initialisations (step k uses seed + k). Default 0.
+        progress: called as ``progress(done, total)`` after each step.
+        **options: passed to :func:`camwidget.explain` (method options, ``precision``, ``mean``/``std``...).
+
+    Returns:
+        One dict per randomised module, from the top: "step" (1-based count of randomised modules), "layer"
+        (its name), "spearman" and "ssim" (floats: means over the images), "spearman_per_image" and
+        "ssim_per_image" ((N,) float32 CPU tensors), both against the original map.
+    """
+    model = check_model(model)
+    inputs = check_inputs(inputs)
+    wanted = check_target_values(target, inputs.shape[0])
+    get_method(method)  # an unknown name fails here, before the model is copied
+    if max_layers is not None and (
+        isinstance(max_layers, bool) or not isinstance(max_layers, int) or max_layers < 1
+    ):
+        raise ValueError(f"max_layers must be None or a positive int; got {max_layers!r}")
+    if isinstance(layer, nn.Module) or isinstance(layer, str):
+        layer_name, _ = resolve_layer(model, layer)
+    elif layer is None:
+        layer_name = None
+    else:
+        raise TypeError(f"layer must be a submodule, its dotted name or None; got {type(layer).__name__}")
+    x = inputs.detach().to(model_device(model))
+
+    clone = copy.deepcopy(model)
+    with preserved_state(clone):
+        targets = resolve_targets(wanted, predict(clone, x))
+    explainer = Explainer(clone, layer_name, method, **options)
+    original = explainer(x, targets)
+    layer_name = explainer.layer_name
+    explainer.release()
+    order = cascade_order(clone, x[:1])
+    if max_layers is not None:
+        order = order[:max_layers]
+    modules = dict(clone.named_modules())
+    rows: list[dict[str, Any]] = []
+    for k, name in enumerate(order, start=1):
+        randomize_module(modules[name], seed + k)
+        with Explainer(clone, layer_name, method, **options) as randomised:
+            maps = randomised(x, targets)
+        rho = spearman(original, maps).cpu()
+        sim = ssim(original, maps).cpu()
+        rows.append(
+            {
+                "step": k,
+                "layer": name,
+                "spearman": float(rho.mean()),
+                "ssim": float(sim.mean()),
+                "spearman_per_image": rho,
+                "ssim_per_image": sim,
+            }
+        )
+        if progress is not None:
+            progress(k, len(order))
+    return rows
