@@ -6,6 +6,7 @@
   scores a perfect AD = 0 (and AG = 0).
 - :func:`sanity_check` -- cascading model-parameter randomisation (Adebayo et al. 2018), with
   :func:`spearman` and :func:`ssim`.
+- :func:`energy_pointing_game`, :func:`pointing_game` -- localisation against boxes or masks.
 
 Every function leaves the model exactly as it came and validates its arguments before any forward pass.
 """
@@ -21,6 +22,7 @@ from camwidget.metrics.insertion_deletion import (
     rise_blur_kernel,
     saliency_ranks,
 )
+from camwidget.metrics.localization import energy_pointing_game, pointing_game, region_masks
 from camwidget.metrics.sanity import sanity_check, spearman, ssim
 
 __all__ = [
@@ -29,9 +31,12 @@ __all__ = [
     "auc",
     "average_drop_increase_gain",
     "blur_images",
+    "energy_pointing_game",
     "insertion_deletion",
     "masked_inputs",
     "perturbed_image",
+    "pointing_game",
+    "region_masks",
     "rise_blur_kernel",
     "saliency_ranks",
     "sanity_check",
