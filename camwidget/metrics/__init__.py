@@ -7,10 +7,12 @@
 - :func:`sanity_check` -- cascading model-parameter randomisation (Adebayo et al. 2018), with
   :func:`spearman` and :func:`ssim`.
 - :func:`energy_pointing_game`, :func:`pointing_game` -- localisation against boxes or masks.
+- :func:`compare_methods` -- all of the above for several methods on the user's images (:class:`Comparison`).
 
 Every function leaves the model exactly as it came and validates its arguments before any forward pass.
 """
 
+from camwidget.metrics.compare import COLUMNS, Comparison, compare_methods
 from camwidget.metrics.confidence import average_drop_increase_gain, masked_inputs
 from camwidget.metrics.insertion_deletion import (
     SUBSTRATES,
@@ -26,11 +28,14 @@ from camwidget.metrics.localization import energy_pointing_game, pointing_game, 
 from camwidget.metrics.sanity import sanity_check, spearman, ssim
 
 __all__ = [
+    "COLUMNS",
     "SUBSTRATES",
+    "Comparison",
     "Curves",
     "auc",
     "average_drop_increase_gain",
     "blur_images",
+    "compare_methods",
     "energy_pointing_game",
     "insertion_deletion",
     "masked_inputs",
