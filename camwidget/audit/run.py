@@ -1,0 +1,650 @@
+"""``camwidget.audit``: explain every image of a dataset, record what the model looked at, find shortcuts.
+
+One call walks the dataset in batches, runs the same :class:`~camwidget.Explainer` as everything else
+in camwidget (one forward + one backward per batch for the default HiResCAM; the logits are taken from
+that same forward), and commits each batch's rows to an SQLite store (:mod:`camwidget.audit.store`).
+Interrupt it at any point (Ctrl-C, a killed kernel, a crash) and call it again with the same arguments:
+it resumes where it stopped, without duplicates.
+
+Scaling out
+-----------
+The same audit runs under ``torchrun``, one process per GPU (or several CPU processes)::
+
+    torchrun --nproc-per-node 4 -m camwidget.audit \\
+        --model mypkg.models:make_model --dataset /data/val --store val_audit.sqlite
+
+Each rank takes the dataset indices ``i`` with ``i % world_size == rank``, writes its own shard store
+``val_audit.rank<r>-of-<n>.sqlite`` next to the target, and when every rank is done rank 0 merges the
+shards into ``val_audit.sqlite`` and deletes them. The process group uses NCCL when the model is on a
+GPU and gloo on CPU. A rerun (after a crash, or with another number of processes) skips what the merged
+store and the shards already hold.
+
+Several nodes: run the same ``torchrun`` command on every node with ``--nnodes``, ``--node-rank`` and a
+rendezvous endpoint (``--rdzv-backend c10d --rdzv-endpoint host:port``). When ``--store`` lies on a
+filesystem every node sees, rank 0 merges all shards as above. Otherwise each node keeps its ranks'
+shard files; copy them to one machine and merge them with
+``python -m camwidget.audit merge val_audit.sqlite shards/*.sqlite`` (or :func:`merge_stores`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from camwidget.audit.dataset import Failed, Item, LoaderSpec, make_loader, resolve_dataset
+from camwidget.audit.store import AuditStore, merge_stores, region_column
+from camwidget.engine.batching import model_device
+from camwidget.engine.explainer import Explainer
+from camwidget.engine.hooks import preserved_state
+from camwidget.engine.layers import default_layer, resolve_layer
+from camwidget.engine.normalize import finalize
+from camwidget.methods.registry import get_method
+
+if TYPE_CHECKING:
+    from camwidget.audit.report import AuditReport
+
+__all__ = ["METRICS", "audit", "merge_stores", "shard_path"]
+
+METRICS: tuple[str, ...] = ("energy", "insertion", "deletion")
+"""What ``metrics=`` may ask for: "energy" (energy share in each region and in the object box or mask,
+i.e. the energy pointing game), "insertion" and "deletion" (RISE AUCs, via :mod:`camwidget.metrics`)."""
+
+Box = tuple[float, float, float, float]
+RegionSpec = Sequence[float] | torch.Tensor | np.ndarray
+
+
+# -- small helpers ------------------------------------------------------------------------------------
+def shard_path(store: str | os.PathLike[str], rank: int, world_size: int) -> Path:
+    """Where rank ``rank`` of ``world_size`` writes its shard: ``<stem>.rank<r>-of-<n><suffix>``."""
+    p = Path(store)
+    return p.with_name(f"{p.stem}.rank{rank}-of-{world_size}{p.suffix or '.sqlite'}")
+
+
+def model_fingerprint(model: nn.Module) -> dict[str, Any]:
+    """Class name, parameter count and a digest of the parameter values (rounded, device independent)."""
+    digest = hashlib.sha1()
+    with torch.no_grad():
+        for name, t in [*model.named_parameters(), *model.named_buffers()]:
+            if t.is_floating_point():
+                d = t.detach().double()
+                digest.update(
+                    f"{name}{tuple(t.shape)}{float(d.sum()):.6e}{float((d * d).sum()):.6e}".encode()
+                )
+    return {
+        "class": f"{type(model).__module__}.{type(model).__qualname__}",
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "digest": digest.hexdigest()[:16],
+    }
+
+
+def _normalise_regions(regions: Mapping[str, RegionSpec] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Check ``regions``; return (JSON description for the settings, name -> box tuple or bool mask)."""
+    if regions is None:
+        return {}, {}
+    if not isinstance(regions, Mapping):
+        raise TypeError(
+            "regions must be a dict of name -> box (x0, y0, x1, y1) or (H, W) mask, e.g. "
+            f"{{'top_left_corner': (0, 0, 32, 32)}}; got {type(regions).__name__}"
+        )
+    described: dict[str, Any] = {}
+    shapes: dict[str, Any] = {}
+    for name, spec in regions.items():
+        region_column(name)  # validates the name
+        value: Any = spec
+        if isinstance(value, np.ndarray):
+            value = torch.from_numpy(value)
+        if isinstance(value, torch.Tensor) and value.ndim == 2:
+            mask = value.bool() if value.dtype == torch.bool else value.float() > 0.5
+            if not mask.any():
+                raise ValueError(f"region {name!r}: the mask is empty (no pixel set)")
+            ys, xs = torch.nonzero(mask, as_tuple=True)
+            sha = hashlib.sha1(np.packbits(mask.cpu().numpy()).tobytes()).hexdigest()[:16]
+            described[name] = {
+                "mask": sha,
+                "shape": list(mask.shape),
+                "bbox": [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1],
+            }
+            shapes[name] = mask.cpu()
+            continue
+        if isinstance(value, torch.Tensor):
+            value = value.flatten().tolist() if value.numel() == 4 else value
+        if (
+            not isinstance(value, (tuple, list))
+            or len(value) != 4
+            or not all(isinstance(v, (int, float, np.integer, np.floating)) for v in value)
+        ):
+            raise TypeError(
+                f"region {name!r} must be a box (x0, y0, x1, y1) in input pixels or an (H, W) mask; "
+                f"got {spec!r}"
+            )
+        x0, y0, x1, y1 = (float(v) for v in value)
+        if not (x1 > x0 and y1 > y0) or min(x0, y0) < 0:
+            raise ValueError(
+                f"region {name!r} = {tuple(value)} is not a box inside the image: boxes are "
+                "(x0, y0, x1, y1) in pixels with 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height"
+            )
+        described[name] = {"box": [x0, y0, x1, y1]}
+        shapes[name] = (x0, y0, x1, y1)
+    return described, shapes
+
+
+def _check_regions_fit(regions: dict[str, Any], size: tuple[int, int]) -> None:
+    h, w = size
+    for name, spec in regions.items():
+        if isinstance(spec, torch.Tensor):
+            if tuple(spec.shape) != (h, w):
+                raise ValueError(
+                    f"region {name!r} is a {tuple(spec.shape)} mask but the images are {h}x{w} (H x W); "
+                    "give a mask of the input's size"
+                )
+        else:
+            _, _, x1, y1 = spec
+            if x1 > w or y1 > h:
+                raise ValueError(
+                    f"region {name!r} = {spec} lies outside the {w}x{h} (W x H) input image; boxes are "
+                    f"(x0, y0, x1, y1) in input pixels with x1 <= {w} and y1 <= {h}. Nothing was written"
+                )
+
+
+def _box_mask(box: Box, h: int, w: int, device: torch.device) -> torch.Tensor:
+    """(h, w) float mask of a pixel box; fractional edges get partial weight (area coverage)."""
+    x0, y0, x1, y1 = box
+    xs = torch.arange(w, device=device, dtype=torch.float32)
+    ys = torch.arange(h, device=device, dtype=torch.float32)
+    # Overlap of pixel [i, i + 1) with [lo, hi), in 0..1.
+    cx = ((xs + 1).clamp(max=x1) - xs.clamp(min=x0)).clamp(0, 1)
+    cy = ((ys + 1).clamp(max=y1) - ys.clamp(min=y0)).clamp(0, 1)
+    return cy[:, None] * cx[None, :]
+
+
+def _shares(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """(N, H, W) maps, (R, H, W) masks -> (N, R) energy shares (NaN for an all-zero map)."""
+    flat = maps.flatten(1).float()
+    total = flat.sum(dim=1, keepdim=True)
+    inside = flat @ masks.flatten(1).float().T
+    return torch.where(
+        total > 0, inside / torch.where(total > 0, total, torch.ones_like(total)), float("nan")
+    )
+
+
+def _per_map_shares(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """(N, H, W) maps, (N, H, W) masks -> (N,) energy shares (NaN for an all-zero map)."""
+    flat = maps.flatten(1).float()
+    total = flat.sum(dim=1)
+    inside = (flat * masks.flatten(1).float()).sum(dim=1)
+    return torch.where(
+        total > 0, inside / torch.where(total > 0, total, torch.ones_like(total)), float("nan")
+    )
+
+
+def _thumbnails(
+    x: torch.Tensor, side: int, mean: Sequence[float] | None, std: Sequence[float] | None
+) -> list[bytes]:
+    """(N, C, H, W) model inputs -> JPEG bytes of thumbnails whose longer side is ``side``."""
+    from PIL import Image
+
+    _, c, h, w = x.shape
+    scale = side / max(h, w)
+    with torch.no_grad():
+        t = x.float()
+        if scale < 1:
+            size = (max(1, round(h * scale)), max(1, round(w * scale)))
+            t = F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=True)
+        if c >= 3:
+            t = t[:, :3]
+        else:
+            t = t[:, :1].expand(-1, 3, -1, -1)
+        if mean is not None and std is not None and c >= 3:
+            m = torch.tensor(mean, device=t.device).view(1, 3, 1, 1)
+            s = torch.tensor(std, device=t.device).view(1, 3, 1, 1)
+            t = t * s + m
+        else:  # unknown normalisation: stretch each image's range to [0, 1]
+            lo = t.flatten(1).min(dim=1).values.view(-1, 1, 1, 1)
+            hi = t.flatten(1).max(dim=1).values.view(-1, 1, 1, 1)
+            t = (t - lo) / torch.where(hi > lo, hi - lo, torch.ones_like(hi))
+        pixels = t.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    out = []
+    for rgb in pixels:
+        buf = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="JPEG", quality=85)
+        out.append(buf.getvalue())
+    return out
+
+
+def _nan_to_none(v: float) -> float | None:
+    return None if v is None or math.isnan(v) else float(v)
+
+
+# -- torch.distributed ----------------------------------------------------------------------------------
+class _Dist:
+    """The process group the audit runs in (a single process when not launched by torchrun)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        import torch.distributed as dist
+
+        self.dist = dist
+        self.owned = False
+        if dist.is_available() and not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            backend = "nccl" if model_device(model).type == "cuda" else "gloo"
+            dist.init_process_group(backend=backend)
+            self.owned = True
+        self.active = dist.is_available() and dist.is_initialized()
+        self.rank = dist.get_rank() if self.active else 0
+        self.world_size = dist.get_world_size() if self.active else 1
+
+    def barrier(self) -> None:
+        if self.active and self.world_size > 1:
+            self.dist.barrier()
+
+    def close(self) -> None:
+        if self.owned:
+            self.dist.destroy_process_group()
+
+
+# -- the per-batch work ------------------------------------------------------------------------------
+class _Auditor:
+    """Turns batches of items into result rows."""
+
+    def __init__(
+        self,
+        explainer: Explainer,
+        regions: dict[str, Any],
+        metrics: tuple[str, ...],
+        thumbnail: int,
+        mean: tuple[float, ...] | None,
+        std: tuple[float, ...] | None,
+        insertion_deletion: Callable[..., Any] | None,
+    ) -> None:
+        self.explainer = explainer
+        self.model = explainer.model
+        self.device = model_device(self.model)
+        self.regions = regions
+        self.energy = "energy" in metrics
+        self.metrics = metrics
+        self.thumbnail = thumbnail
+        self.mean, self.std = mean, std
+        self.insertion_deletion = insertion_deletion
+        self._region_masks: dict[tuple[int, int], torch.Tensor] = {}
+
+    def region_masks(self, h: int, w: int) -> torch.Tensor:
+        key = (h, w)
+        if key not in self._region_masks:
+            _check_regions_fit(self.regions, (h, w))
+            masks = []
+            for spec in self.regions.values():
+                if isinstance(spec, torch.Tensor):
+                    masks.append(spec.to(self.device, torch.float32))
+                else:
+                    masks.append(_box_mask(spec, h, w, self.device))
+            self._region_masks[key] = (
+                torch.stack(masks) if masks else torch.zeros(0, h, w, device=self.device)
+            )
+        return self._region_masks[key]
+
+    def explain(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw maps (N, h, w) and the logits (N, K) of the very forward pass that made them."""
+        captured: list[torch.Tensor] = []
+
+        def keep_first(module: nn.Module, args: Any, out: Any) -> None:
+            if not captured and isinstance(out, torch.Tensor):
+                captured.append(out.detach())
+
+        handle = self.model.register_forward_hook(keep_first)
+        try:
+            raw = self.explainer(x, raw=True)
+        finally:
+            handle.remove()
+        logits = captured[0].float() if captured else self.explainer.predict(x)
+        return raw, logits
+
+    def rows(self, items: list[Item]) -> list[dict[str, Any]]:
+        groups: dict[tuple[int, ...], list[Item]] = {}
+        for item in items:
+            groups.setdefault(tuple(item.image.shape), []).append(item)
+        out: list[dict[str, Any]] = []
+        for group in groups.values():
+            out.extend(self._group_rows(group))
+        return out
+
+    def _group_rows(self, items: list[Item]) -> list[dict[str, Any]]:
+        x = torch.stack([it.image for it in items]).to(self.device, non_blocking=True)
+        n, _, h, w = x.shape
+        region_masks = self.region_masks(h, w) if self.energy else None
+        raw, logits = self.explain(x)
+        with torch.no_grad():
+            probs = torch.softmax(logits, dim=1)
+            prob, pred = probs.max(dim=1)
+            maps = finalize(raw, (h, w))
+            cols: dict[str, list[Any]] = {}
+            if self.energy:
+                assert region_masks is not None
+                if len(self.regions):
+                    shares = _shares(maps, region_masks).cpu().tolist()
+                    for r, name in enumerate(self.regions):
+                        cols[region_column(name)] = [s[r] for s in shares]
+                has_object = [it.box is not None or it.mask is not None for it in items]
+                if any(has_object):
+                    obj = torch.zeros(n, h, w, device=self.device)
+                    for i, it in enumerate(items):
+                        if it.mask is not None:
+                            obj[i] = it.mask.to(self.device, torch.float32)
+                        elif it.box is not None:
+                            obj[i] = _box_mask(it.box, h, w, self.device)
+                    energy = _per_map_shares(maps, obj).cpu().tolist()
+                    cols["object_energy"] = [
+                        e if o else float("nan") for e, o in zip(energy, has_object, strict=True)
+                    ]
+            scale = raw.flatten(1).abs().amax(dim=1)
+            safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+            blobs = (raw / safe.view(-1, 1, 1)).to(torch.float16).cpu().numpy()
+        if self.insertion_deletion is not None:
+            curves = self.insertion_deletion(self.model, x, maps, target=pred)
+            if "insertion" in self.metrics:
+                cols["insertion_auc"] = _as_list(curves.insertion_auc, n)
+            if "deletion" in self.metrics:
+                cols["deletion_auc"] = _as_list(curves.deletion_auc, n)
+        thumbs = _thumbnails(x, self.thumbnail, self.mean, self.std) if self.thumbnail else [None] * n
+        pred_l, prob_l, scale_l = pred.cpu().tolist(), prob.cpu().tolist(), scale.cpu().tolist()
+        rows = []
+        for i, it in enumerate(items):
+            row: dict[str, Any] = {
+                "idx": it.index,
+                "label": it.label,
+                "predicted": pred_l[i],
+                "probability": prob_l[i],
+                "correct": None if it.label is None else int(pred_l[i] == it.label),
+                "path": it.path,
+                "object_box": _describe_object(it),
+                "map": blobs[i].tobytes(),
+                "map_h": int(raw.shape[1]),
+                "map_w": int(raw.shape[2]),
+                "map_scale": scale_l[i],
+                "thumb": thumbs[i],
+            }
+            for key, values in cols.items():
+                row[key] = _nan_to_none(values[i])
+            rows.append(row)
+        return rows
+
+
+def _as_list(values: Any, n: int) -> list[float]:
+    t = torch.as_tensor(values).detach().float().cpu().flatten()
+    if t.numel() != n:
+        raise RuntimeError(f"the metric returned {t.numel()} values for {n} images")
+    return t.tolist()
+
+
+def _describe_object(item: Item) -> str | None:
+    """JSON box "[x0, y0, x1, y1]", "mask", or None."""
+    if item.box is not None:
+        return "[" + ", ".join(f"{v:g}" for v in item.box) + "]"
+    return "mask" if item.mask is not None else None
+
+
+def _failure_row(f: Failed) -> dict[str, Any]:
+    return {"idx": f.index, "label": f.label, "error": f.message, "path": f.path}
+
+
+def _probe(spec: LoaderSpec) -> Item:
+    """The first loadable item (for the input size and the default layer); raise on a wrong type."""
+    from camwidget.audit.dataset import Items
+
+    items = Items(spec.dataset, spec.transform)
+    n = len(items)
+    if n == 0:
+        raise ValueError("the dataset is empty: there is nothing to audit")
+    first_error = None
+    for i in range(min(n, 32)):
+        got = items[i]
+        if isinstance(got, Item):
+            return got
+        if got.fatal:
+            raise TypeError(got.message)
+        first_error = first_error or got
+    assert first_error is not None
+    raise ValueError(
+        f"none of the first {min(n, 32)} dataset items could be loaded; the first failed with: "
+        f"{first_error.message}"
+    )
+
+
+@contextmanager
+def _progress_bar(total: int, initial: int, enabled: bool, desc: str) -> Iterator[Any]:
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, initial=initial, unit="img", desc=desc, disable=not enabled, dynamic_ncols=True)
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
+def _remove_store(path: str | os.PathLike[str]) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+
+
+# -- the entry point -------------------------------------------------------------------------------------
+def audit(
+    model: nn.Module,
+    dataset: Any,
+    *,
+    method: str = "hirescam",
+    layer: str | nn.Module | None = None,
+    store: str | os.PathLike[str] = "audit.sqlite",
+    regions: Mapping[str, RegionSpec] | None = None,
+    class_names: Sequence[str] | None = None,
+    batch_size: int = 64,
+    metrics: Sequence[str] = ("energy",),
+    num_workers: int = 0,
+    transform: Callable[[Any], Any] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    thumbnail: int = 64,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> AuditReport:
+    """Explain every image of ``dataset`` with ``model`` and record the results in an SQLite ``store``.
+
+    Per image the store gets: the dataset index, the label, the predicted class and its softmax
+    probability, whether it was correct, the signed raw map at the layer's resolution (float16), a small
+    JPEG thumbnail, the share of map energy inside each of ``regions``, the share inside the item's own
+    object box or mask (the energy pointing game) when the dataset gives one, and insertion/deletion
+    AUCs when asked. The map explains the *predicted* class. Energy shares are measured on the map the
+    explainer shows (upsampled to the input size, ReLU, min-max to [0, 1]).
+
+    Results are committed batch by batch; interrupting loses at most the batch in flight, and calling
+    again with the same arguments resumes. Items that cannot be loaded become error rows (column
+    ``error``) and the audit goes on. Under ``torchrun`` each process audits its shard; see the module
+    documentation.
+
+    Args:
+        model: classifier returning (N, K) logits, on any device; left exactly as it came.
+        dataset: a map-style ``torch.utils.data.Dataset`` or ``DataLoader`` yielding ``(image, label)``
+            or ``(image, label, box_or_mask)``, or a folder in ImageFolder layout. ``image``: a (3, H, W)
+            float tensor preprocessed for the model (or anything ``transform`` turns into one);
+            ``box_or_mask``: (x0, y0, x1, y1) in input pixels, or an (H, W) bool mask.
+        method: any name in :data:`camwidget.METHODS`. Default "hirescam" (one forward + backward).
+        layer: the layer to explain (name or module); None: the last spatial layer before pooling.
+        store: path of the SQLite file (created if missing; reused to resume), or ":memory:".
+            Default "audit.sqlite".
+        regions: named regions to measure, ``{"name": (x0, y0, x1, y1)}`` in input pixels or
+            ``{"name": mask}`` with an (H, W) bool mask. Names must be identifiers.
+        class_names: one name per model output; default the dataset's ``classes`` if it has them.
+        batch_size: images per explainer call and per committed transaction. Default 64 (a
+            DataLoader's own batch size is used when this is left at 64).
+        metrics: any of "energy" (default), "insertion", "deletion".
+        num_workers: DataLoader worker processes for loading images. Default 0.
+        transform: applied to each image before the model (needed when the dataset yields PIL images).
+            For a folder the default is resize 256, centre crop 224, ImageNet normalisation.
+        mean, std: the input normalisation, used only to draw thumbnails; None (default) stretches each
+            image's value range (ImageNet's for a folder with the default transform).
+        thumbnail: longer side of the stored thumbnails in pixels; 0 stores none. Default 64.
+        overwrite: delete an existing store first instead of resuming it. Default False.
+        progress: show a tqdm progress bar with images per second. Default True.
+
+    Returns:
+        The :class:`~camwidget.AuditReport` of the whole store.
+
+    Raises:
+        TypeError: the model or the dataset's items have the wrong type (the message names the item).
+        ValueError: bad arguments, a region outside the image, or a store holding an audit with other
+            settings (``SettingsMismatch``). Nothing already stored is ever deleted by an error.
+    """
+    from camwidget.audit.report import AuditReport
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"model must be a torch.nn.Module returning (N, K) logits, got {type(model).__name__}"
+        )
+    method_name = get_method(method).name
+    if isinstance(metrics, str):
+        metrics = (metrics,)
+    metrics_t = tuple(dict.fromkeys(metrics))
+    unknown = [m for m in metrics_t if m not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}; choose from {', '.join(METRICS)}")
+    region_desc, region_specs = _normalise_regions(regions)
+    if region_specs and "energy" not in metrics_t:
+        raise ValueError("regions are measured by the 'energy' metric; add 'energy' to metrics=")
+    if isinstance(thumbnail, bool) or not isinstance(thumbnail, int) or thumbnail < 0:
+        raise ValueError(f"thumbnail must be an int >= 0 (pixels), got {thumbnail!r}")
+    insertion_deletion = None
+    if "insertion" in metrics_t or "deletion" in metrics_t:
+        try:
+            from camwidget.metrics import insertion_deletion  # type: ignore[no-redef]
+        except ImportError as exc:
+            raise ImportError(
+                "metrics 'insertion'/'deletion' need camwidget.metrics.insertion_deletion, which this "
+                f"install lacks ({exc}); audit with metrics=('energy',)"
+            ) from exc
+    spec = resolve_dataset(
+        dataset,
+        transform=transform,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        class_names=class_names,
+        mean=mean,
+        std=std,
+    )
+
+    dist = _Dist(model)
+    try:
+        if dist.world_size > 1 and str(store) == ":memory:":
+            raise ValueError("store=':memory:' cannot be shared by several processes; pass a file path")
+        probe = _probe(spec)
+        device = model_device(model)
+        x_probe = probe.image.unsqueeze(0).to(device)
+        if layer is None:
+            layer_name = default_layer(model, x_probe)
+        else:
+            layer_name = resolve_layer(model, layer)[0]
+        with preserved_state(model), torch.inference_mode():
+            out = model(x_probe)
+        if not isinstance(out, torch.Tensor) or out.ndim != 2:
+            raise TypeError("the model must return (N, num_classes) logits")
+        num_classes = int(out.shape[1])
+        names = spec.class_names
+        if names is not None and len(names) != num_classes:
+            raise ValueError(
+                f"class_names has {len(names)} names but the model has {num_classes} outputs; pass one "
+                "name per class (class_names=...)"
+            )
+        _check_regions_fit(region_specs, tuple(probe.image.shape[-2:]))  # type: ignore[arg-type]
+        dataset_type = f"{type(spec.dataset).__module__}.{type(spec.dataset).__qualname__}"
+        settings = {
+            "method": method_name,
+            "layer": layer_name,
+            "model": model_fingerprint(model),
+            "dataset": spec.describe,
+            "regions": region_desc,
+            "metrics": sorted(metrics_t),
+            "num_classes": num_classes,
+        }
+        display = {"mean": spec.mean, "std": spec.std, "thumbnail": thumbnail, "dataset_type": dataset_type}
+
+        # Open (and check) every store this process reads or writes before writing anything.
+        if overwrite:
+            if dist.rank == 0 and str(store) != ":memory:":
+                _remove_store(store)
+                for r in range(dist.world_size if dist.world_size > 1 else 0):
+                    _remove_store(shard_path(store, r, dist.world_size))
+            dist.barrier()
+        done: set[int] = set()
+        if dist.world_size > 1:
+            if Path(store).exists():
+                with AuditStore(store, readonly=True) as merged:
+                    merged.check_settings(settings)
+                    done = merged.done_indices()
+            target = AuditStore(shard_path(store, dist.rank, dist.world_size))
+        else:
+            target = AuditStore(store)
+        try:
+            target.init_settings(settings)
+            target.set_meta("display", display)
+            if names is not None or target.get_meta("class_names") is None:
+                target.set_meta("class_names", names)
+            if target.get_meta("image_size") is None:
+                target.set_meta("image_size", list(probe.image.shape[-2:]))
+            done |= target.done_indices()
+            n = len(spec.dataset)  # type: ignore[arg-type]
+            mine = [i for i in range(dist.rank, n, dist.world_size)]
+            todo = [i for i in mine if i not in done]
+            explainer = Explainer(model, layer_name, method_name)
+            auditor = _Auditor(
+                explainer, region_specs, metrics_t, thumbnail, spec.mean, spec.std, insertion_deletion
+            )
+            desc = "audit" if dist.world_size == 1 else f"audit rank {dist.rank}/{dist.world_size}"
+            errors = 0
+            with _progress_bar(len(mine), len(mine) - len(todo), progress and dist.rank == 0, desc) as bar:
+                if todo:
+                    for batch in make_loader(spec, todo):
+                        fatal = [f for f in batch.failures if f.fatal]
+                        if fatal:
+                            raise TypeError(
+                                f"{fatal[0].message}. Audit stopped; the {target.count()} rows already "
+                                "stored are kept"
+                            )
+                        rows = auditor.rows(batch.items) if batch.items else []
+                        rows += [_failure_row(f) for f in batch.failures]
+                        target.write_rows(rows)
+                        if batch.failures:
+                            errors += len(batch.failures)
+                            bar.set_postfix(errors=errors, refresh=False)
+                        bar.update(len(rows))
+            target.checkpoint()
+        finally:
+            if str(store) != ":memory:":
+                target.close()
+
+        if dist.world_size > 1:
+            dist.barrier()
+            if dist.rank == 0:
+                shards = [shard_path(store, r, dist.world_size) for r in range(dist.world_size)]
+                missing = [str(s) for s in shards if not s.exists()]
+                if missing:
+                    import warnings
+
+                    warnings.warn(
+                        f"shard stores {missing} are not visible from rank 0 (another node's disk?); copy "
+                        f"them here and run: python -m camwidget.audit merge {store} <shards>",
+                        stacklevel=2,
+                    )
+                merge_stores(store, [s for s in shards if s.exists()], remove=True)
+            dist.barrier()
+        if str(store) == ":memory:":
+            return AuditReport(target, dataset=spec.dataset, _keep_open=True)
+        return AuditReport.load(store, dataset=spec.dataset)
+    finally:
+        dist.close()

@@ -1,0 +1,87 @@
+"""Shared fixtures for the audit tests: a planted-bias model trained once, small datasets, row helpers."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+
+import numpy as np
+import pytest
+import torch
+
+from camwidget.audit.synthetic import SmallCNN, train_classifier, watermark_dataset
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models on a shared 2-core machine: one intra-op thread avoids spinning threads (restored)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def biased():
+    """(model, test set): SmallCNN trained on data where 90% of class 0 carry a top-left watermark."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # this fixture may be set up before the module's one_thread fixture
+    try:
+        train = watermark_dataset(600, seed=0, object_strength=0.5)
+        model = train_classifier(SmallCNN(num_classes=3, seed=0), train, epochs=4, lr=5e-3, seed=0)
+    finally:
+        torch.set_num_threads(before)
+    test = watermark_dataset(240, seed=1, object_strength=0.5)
+    return model, test
+
+
+@pytest.fixture
+def small(biased):
+    """(the trained model, a 96-image dataset) for fast mechanics tests."""
+    return biased[0], watermark_dataset(96, seed=2)
+
+
+def read_rows(path, exclude=()):
+    """All result rows of a store as {idx: {column: value}}, with maps decoded to float arrays."""
+    conn = sqlite3.connect(str(path))
+    try:
+        cur = conn.execute("SELECT * FROM results ORDER BY idx")
+        names = [d[0] for d in cur.description]
+        rows = {}
+        for values in cur.fetchall():
+            row = dict(zip(names, values, strict=True))
+            if row.get("map") is not None:
+                m = np.frombuffer(row["map"], dtype=np.float16).astype(np.float32) * row["map_scale"]
+                row["map"] = m
+            for key in exclude:
+                row.pop(key, None)
+            rows[row["idx"]] = row
+        return rows
+    finally:
+        conn.close()
+
+
+def assert_rows_equal(a, b, *, rtol=1e-3, atol=1e-4):
+    """Same indices, same values (floats and maps within tolerance, everything else exactly)."""
+    assert sorted(a) == sorted(b)
+    for idx in a:
+        ra, rb = a[idx], b[idx]
+        assert ra.keys() == rb.keys(), idx
+        for key in ra:
+            va, vb = ra[key], rb[key]
+            if isinstance(va, np.ndarray):
+                np.testing.assert_allclose(va, vb, rtol=rtol, atol=atol * max(1.0, float(np.abs(va).max())))
+            elif isinstance(va, float) and isinstance(vb, float):
+                assert math.isclose(va, vb, rel_tol=rtol, abs_tol=atol), (idx, key, va, vb)
+            elif key == "thumb":
+                continue  # JPEG bytes of identical pixels; decoded equality is implied by the inputs
+            else:
+                assert va == vb, (idx, key, va, vb)
+
+
+def count_rows(path) -> int:
+    conn = sqlite3.connect(str(path))
+    try:
+        return conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+    finally:
+        conn.close()
