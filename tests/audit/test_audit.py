@@ -207,7 +207,13 @@ def test_two_torchrun_processes_give_the_rows_of_one(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "AuditReport" in proc.stdout
     assert not list(tmp_path.glob("dist.rank*")), "shards were not merged and removed"
-    run(fx.model(), fx.dataset(), tmp_path / "single.sqlite", batch_size=16, regions={"top_left": (0, 0, 8, 8)})
+    run(
+        fx.model(),
+        fx.dataset(),
+        tmp_path / "single.sqlite",
+        batch_size=16,
+        regions={"top_left": (0, 0, 8, 8)},
+    )
     assert count_rows(store) == fx.N_IMAGES
     assert_rows_equal(read_rows(tmp_path / "single.sqlite"), read_rows(store))
     with AuditStore(store, readonly=True) as a, AuditStore(tmp_path / "single.sqlite", readonly=True) as b:
