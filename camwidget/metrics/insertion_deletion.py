@@ -182,20 +182,37 @@ class _Perturber:
         else:
             self.substrate = self.blurred
 
-    def images(self, index: torch.Tensor, step_index: torch.Tensor, kind: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) perturbed inputs for B (image, step, kind) triples (kind 0 deletion, 1 insertion)."""
-        changed = (self.ranks[index] < (step_index * self.step).view(-1, 1, 1)).unsqueeze(1)  # (B,1,H,W)
-        x = self.x[index]
-        out = torch.empty_like(x)
-        for k in (0, 1):
-            rows = (kind == k).nonzero().flatten()
-            if rows.numel() == 0:
-                continue
+    def images(
+        self,
+        index: torch.Tensor,
+        step_index: torch.Tensor,
+        kind: torch.Tensor,
+        *,
+        channels_last: bool = False,
+    ) -> torch.Tensor:
+        """(B, C, H, W) perturbed inputs for B (image, step, kind) triples (kind 0 deletion, 1 insertion).
+
+        Rows of the same (image, kind) that follow each other (the usual case: a chunk of one image's
+        steps) are written in one broadcast ``torch.where`` straight into the output, without gathering
+        copies of the image. ``channels_last`` builds the batch in that memory format (what the engine's
+        layout twin consumes, so it needs no conversion).
+        """
+        b = index.shape[0]
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        out = torch.empty((b, *self.x.shape[1:]), dtype=self.x.dtype, device=self.x.device, memory_format=fmt)
+        if b == 0:
+            return out
+        key = index * 2 + kind
+        cuts = ((key[1:] != key[:-1]).nonzero().flatten() + 1).tolist()
+        for a, z in zip([0, *cuts], [*cuts, b], strict=True):
+            i, k = int(index[a]), int(kind[a])
+            changed = (self.ranks[i] < (step_index[a:z] * self.step).view(-1, 1, 1)).unsqueeze(1)
+            x = self.x[i : i + 1]
             if k == 0:  # deletion: the changed pixels come from the substrate
-                sub = self.substrate if self.substrate.shape[0] == 1 else self.substrate[index[rows]]
-                out[rows] = torch.where(changed[rows], sub, x[rows])
+                sub = self.substrate if self.substrate.shape[0] == 1 else self.substrate[i : i + 1]
+                torch.where(changed, sub, x, out=out[a:z])
             else:  # insertion: the changed pixels are restored over the blurred copy
-                out[rows] = torch.where(changed[rows], x[rows], self.blurred[index[rows]])
+                torch.where(changed, x, self.blurred[i : i + 1], out=out[a:z])
         return out
 
 
@@ -354,6 +371,7 @@ def insertion_deletion(
                 progress(done_before + done, total)
 
         runner = ForwardRunner(model, precision=precision, batch_size=batch_size, progress=report)
+        channels_last = bool(getattr(runner, "channels_last", False))
         for g0 in range(0, n_img, group):
             g1 = min(n_img, g0 + group)
             perturber = _Perturber(x[g0:g1], maps_d[g0:g1], step, substrate, blur, m, s)
@@ -361,7 +379,7 @@ def insertion_deletion(
             def make_batch(start: int, stop: int, perturber: _Perturber = perturber) -> torch.Tensor:
                 j = torch.arange(start, stop, device=device)
                 r = j % per_image
-                return perturber.images(j // per_image, r % points, r // points)
+                return perturber.images(j // per_image, r % points, r // points, channels_last=channels_last)
 
             logits = runner.logits(make_batch, (g1 - g0) * per_image)
             item_targets = targets[g0:g1].repeat_interleave(per_image)

@@ -228,3 +228,34 @@ def test_perturbed_image_rejects_bad_steps() -> None:
         perturbed_image(x, maps, 0, 1, "removal", step=4)
     with pytest.raises(ValueError, match="index"):
         perturbed_image(x, maps, 2, 1, step=4)
+
+
+def test_batches_mixing_images_and_kinds_match_single_rows() -> None:
+    from camwidget.metrics.insertion_deletion import _Perturber
+
+    g = torch.Generator().manual_seed(9)
+    x, maps = torch.randn(3, 3, 5, 6, generator=g), torch.rand(3, 5, 6, generator=g)
+    mean, std = torch.zeros(1, 3, 1, 1), torch.ones(1, 3, 1, 1)
+    perturber = _Perturber(x, maps, 4, "blur", (3, 1.0), mean, std)
+    index, steps, kind = (
+        torch.tensor([0, 0, 2, 1, 1, 0]),
+        torch.tensor([1, 2, 8, 0, 3, 5]),
+        torch.tensor([0, 0, 1, 1, 0, 1]),
+    )
+    for channels_last in (False, True):
+        batch = perturber.images(index, steps, kind, channels_last=channels_last)
+        assert batch.is_contiguous(memory_format=torch.channels_last) == channels_last
+        for row in range(6):
+            one = perturbed_image(
+                x,
+                maps,
+                int(index[row]),
+                int(steps[row]),
+                ("deletion", "insertion")[int(kind[row])],
+                step=4,
+                substrate="blur",
+                blur=(3, 1.0),
+                mean=(0, 0, 0),
+                std=(1, 1, 1),
+            )
+            assert torch.equal(batch[row], one)
