@@ -125,7 +125,7 @@ class AuditReport:
         self.settings: dict[str, Any] = settings
         self.dataset = dataset
         self.regions: dict[str, Any] = dict(settings.get("regions") or {})
-        self.num_classes: int = int(settings.get("num_classes") or 0)
+        self.num_classes: int = int(self._store.get_meta("num_classes") or 0)
         names = self._store.get_meta("class_names")
         self.class_names: list[str] = list(names) if names else [str(k) for k in range(self.num_classes)]
         size = self._store.get_meta("image_size")

@@ -46,11 +46,10 @@ from camwidget.audit.dataset import Failed, Item, LoaderSpec, make_loader, resol
 from camwidget.audit.store import AuditStore, merge_stores, region_column
 from camwidget.engine.batching import model_device
 from camwidget.engine.explainer import Explainer
-from camwidget.engine.hooks import preserved_state
 from camwidget.engine.layers import default_layer, resolve_layer
 from camwidget.engine.normalize import finalize
 from camwidget.methods.registry import get_method
-from camwidget.metrics import energy_pointing_game, insertion_deletion, region_masks
+from camwidget.metrics import energy_pointing_game, insertion_deletion
 
 if TYPE_CHECKING:
     from camwidget.audit.report import AuditReport
@@ -72,16 +71,22 @@ def shard_path(store: str | os.PathLike[str], rank: int, world_size: int) -> Pat
     return p.with_name(f"{p.stem}.rank{rank}-of-{world_size}{p.suffix or '.sqlite'}")
 
 
-def model_fingerprint(model: nn.Module) -> dict[str, Any]:
-    """Class name, parameter count and a digest of the parameter values (rounded, device independent)."""
+def model_fingerprint(model: nn.Module, *, samples: int = 512) -> dict[str, Any]:
+    """Class name, parameter count and a digest of the parameters and buffers.
+
+    The digest covers every tensor's name, shape and dtype and the exact bytes of ``samples`` values
+    spread evenly through it: cheap (no full pass over the weights), identical on any device, and
+    changed by any training step or different checkpoint (which move nearly every weight).
+    """
     digest = hashlib.sha1()
     with torch.no_grad():
         for name, t in [*model.named_parameters(), *model.named_buffers()]:
-            if t.is_floating_point():
-                d = t.detach().double()
-                digest.update(
-                    f"{name}{tuple(t.shape)}{float(d.sum()):.6e}{float((d * d).sum()):.6e}".encode()
-                )
+            flat = t.detach().reshape(-1)
+            n = flat.numel()
+            digest.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
+            if n:
+                picks = torch.linspace(0, n - 1, min(n, samples), device=flat.device).long()
+                digest.update(flat[picks].cpu().numpy().tobytes())
     return {
         "class": f"{type(model).__module__}.{type(model).__qualname__}",
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -158,10 +163,20 @@ def _check_regions_fit(regions: dict[str, Any], size: tuple[int, int]) -> None:
                 )
 
 
-def _box_mask(box: Box, h: int, w: int, device: torch.device) -> torch.Tensor:
-    """(h, w) bool mask of a pixel box, with camwidget.metrics' convention (x0, y0 floored and inclusive,
-    x1, y1 ceiled and exclusive, clipped to the image)."""
-    return region_masks([box], 1, h, w, device)[0]
+def box_masks(boxes: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(N, 4) boxes (x0, y0, x1, y1) -> (N, h, w) bool masks, in a few vectorised ops.
+
+    Same convention as :func:`camwidget.metrics.region_masks`: x0, y0 floored and inclusive, x1, y1
+    ceiled and exclusive, clipped to the image. Masks are made on ``boxes``' device.
+    """
+    b = boxes.to(torch.float64)
+    x0, y0 = b[:, 0].floor(), b[:, 1].floor()
+    x1, y1 = b[:, 2].ceil(), b[:, 3].ceil()
+    xs = torch.arange(w, device=b.device, dtype=torch.float64)
+    ys = torch.arange(h, device=b.device, dtype=torch.float64)
+    cols = (xs[None] >= x0[:, None]) & (xs[None] < x1[:, None])  # (N, w)
+    rows = (ys[None] >= y0[:, None]) & (ys[None] < y1[:, None])  # (N, h)
+    return rows[:, :, None] & cols[:, None, :]
 
 
 def region_shares(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -269,6 +284,7 @@ class _Auditor:
         self.mean, self.std = mean, std
         self.insertion_deletion = insertion_deletion
         self._region_masks: dict[tuple[int, int], torch.Tensor] = {}
+        self.num_classes: int | None = None
 
     def region_masks(self, h: int, w: int) -> torch.Tensor:
         key = (h, w)
@@ -279,7 +295,7 @@ class _Auditor:
                 if isinstance(spec, torch.Tensor):
                     masks.append(spec.to(self.device))
                 else:
-                    masks.append(_box_mask(spec, h, w, self.device))
+                    masks.append(box_masks(torch.tensor([spec], device=self.device), h, w)[0])
             self._region_masks[key] = (
                 torch.stack(masks) if masks else torch.zeros(0, h, w, dtype=torch.bool, device=self.device)
             )
@@ -302,19 +318,33 @@ class _Auditor:
         return raw, logits
 
     def rows(self, items: list[Item]) -> list[dict[str, Any]]:
+        """Result rows for ``items`` (and error rows for images holding NaN or infinite values)."""
         groups: dict[tuple[int, ...], list[Item]] = {}
         for item in items:
             groups.setdefault(tuple(item.image.shape), []).append(item)
         out: list[dict[str, Any]] = []
         for group in groups.values():
-            out.extend(self._group_rows(group))
+            x = torch.stack([it.image for it in group])
+            finite = torch.isfinite(x).flatten(1).all(dim=1)
+            if not bool(finite.all()):
+                ok = finite.tolist()
+                message = "the image contains NaN or infinite values"
+                out += [
+                    _failure_row(Failed(it.index, message, it.label, it.path))
+                    for it, k in zip(group, ok, strict=True)
+                    if not k
+                ]
+                group = [it for it, k in zip(group, ok, strict=True) if k]
+                x = x[finite]
+            if group:
+                out.extend(self._group_rows(group, x.to(self.device, non_blocking=True)))
         return out
 
-    def _group_rows(self, items: list[Item]) -> list[dict[str, Any]]:
-        x = torch.stack([it.image for it in items]).to(self.device, non_blocking=True)
+    def _group_rows(self, items: list[Item], x: torch.Tensor) -> list[dict[str, Any]]:
         n, _, h, w = x.shape
         region_masks = self.region_masks(h, w) if self.energy else None
         raw, logits = self.explain(x)
+        self.num_classes = int(logits.shape[1])
         with torch.no_grad():
             probs = torch.softmax(logits, dim=1)
             prob, pred = probs.max(dim=1)
@@ -328,12 +358,11 @@ class _Auditor:
                         cols[region_column(name)] = [s[r] for s in shares]
                 has_object = [it.box is not None or it.mask is not None for it in items]
                 if any(has_object):
-                    obj = torch.zeros(n, h, w, dtype=torch.bool, device=self.device)
+                    boxes = [it.box if it.box is not None else (0.0, 0.0, 0.0, 0.0) for it in items]
+                    obj = box_masks(torch.tensor(boxes, device=self.device), h, w)
                     for i, it in enumerate(items):
                         if it.mask is not None:
                             obj[i] = it.mask.to(self.device)
-                        elif it.box is not None:
-                            obj[i] = _box_mask(it.box, h, w, self.device)
                     energy = energy_pointing_game(maps, obj).cpu().tolist()
                     cols["object_energy"] = [
                         e if o else float("nan") for e, o in zip(energy, has_object, strict=True)
@@ -377,6 +406,14 @@ def _as_list(values: Any, n: int) -> list[float]:
     if t.numel() != n:
         raise RuntimeError(f"the metric returned {t.numel()} values for {n} images")
     return t.tolist()
+
+
+def _check_classes(names: Sequence[str] | None, num_classes: int) -> None:
+    if names is not None and len(names) != num_classes:
+        raise ValueError(
+            f"class_names has {len(names)} names but the model has {num_classes} outputs; pass one name "
+            "per class (class_names=...). Nothing was written"
+        )
 
 
 def _describe_object(item: Item) -> str | None:
@@ -533,23 +570,11 @@ def audit(
         if dist.world_size > 1 and str(store) == ":memory:":
             raise ValueError("store=':memory:' cannot be shared by several processes; pass a file path")
         probe = _probe(spec)
-        device = model_device(model)
-        x_probe = probe.image.unsqueeze(0).to(device)
         if layer is None:
-            layer_name = default_layer(model, x_probe)
+            layer_name = default_layer(model, probe.image.unsqueeze(0).to(model_device(model)))
         else:
             layer_name = resolve_layer(model, layer)[0]
-        with preserved_state(model), torch.inference_mode():
-            out = model(x_probe)
-        if not isinstance(out, torch.Tensor) or out.ndim != 2:
-            raise TypeError("the model must return (N, num_classes) logits")
-        num_classes = int(out.shape[1])
         names = spec.class_names
-        if names is not None and len(names) != num_classes:
-            raise ValueError(
-                f"class_names has {len(names)} names but the model has {num_classes} outputs; pass one "
-                "name per class (class_names=...)"
-            )
         _check_regions_fit(region_specs, tuple(probe.image.shape[-2:]))  # type: ignore[arg-type]
         dataset_type = f"{type(spec.dataset).__module__}.{type(spec.dataset).__qualname__}"
         settings = {
@@ -559,7 +584,6 @@ def audit(
             "dataset": spec.describe,
             "regions": region_desc,
             "metrics": sorted(metrics_t),
-            "num_classes": num_classes,
         }
         display = {"mean": spec.mean, "std": spec.std, "thumbnail": thumbnail, "dataset_type": dataset_type}
 
@@ -580,12 +604,20 @@ def audit(
         else:
             target = AuditStore(store)
         try:
-            target.init_settings(settings)
-            target.set_meta("display", display)
-            if names is not None or target.get_meta("class_names") is None:
-                target.set_meta("class_names", names)
-            if target.get_meta("image_size") is None:
-                target.set_meta("image_size", list(probe.image.shape[-2:]))
+            target.check_settings(settings)  # before any work; recorded with the first batch
+
+            def start() -> None:
+                """Record the settings and metadata (once, just before the first rows)."""
+                if not started:
+                    target.init_settings(settings)
+                    target.set_meta("display", display)
+                    if names is not None or target.get_meta("class_names") is None:
+                        target.set_meta("class_names", names)
+                    if target.get_meta("image_size") is None:
+                        target.set_meta("image_size", list(probe.image.shape[-2:]))
+                    started.append(True)
+
+            started: list[bool] = []
             done |= target.done_indices()
             n = len(spec.dataset)  # type: ignore[arg-type]
             mine = [i for i in range(dist.rank, n, dist.world_size)]
@@ -613,11 +645,17 @@ def audit(
                             )
                         rows = auditor.rows(batch.items) if batch.items else []
                         rows += [_failure_row(f) for f in batch.failures]
+                        if auditor.num_classes is not None and not started:
+                            _check_classes(names, auditor.num_classes)
+                            if target.get_meta("num_classes") is None:
+                                target.set_meta("num_classes", auditor.num_classes)
+                        start()
                         target.write_rows(rows)
                         if batch.failures:
                             errors += len(batch.failures)
                             bar.set_postfix(errors=errors, refresh=False)
                         bar.update(len(rows))
+            start()
             target.checkpoint()
         finally:
             if str(store) != ":memory:":

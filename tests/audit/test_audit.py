@@ -411,7 +411,7 @@ def test_bad_arguments(small, tmp_path):
     sqlite3.connect(other).execute("CREATE TABLE people (name TEXT)").connection.commit()
     with pytest.raises(ValueError, match="not a camwidget audit store"):
         run(model, data, other)
-    assert not (tmp_path / "x.sqlite").exists()
+    assert not (tmp_path / "x.sqlite").exists() or count_rows(tmp_path / "x.sqlite") == 0
     with pytest.raises(FileNotFoundError, match=r"run camwidget\.audit"):
         AuditReport.load(tmp_path / "missing.sqlite")
 
@@ -612,3 +612,24 @@ def test_gallery_front_end_renders_in_a_fake_dom(tmp_path):
         timeout=60,
     )
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_box_masks_follow_the_metrics_convention():
+    from camwidget.audit.run import box_masks
+    from camwidget.metrics import region_masks
+
+    g = torch.Generator().manual_seed(0)
+    corners = torch.rand(40, 2, generator=g) * 30 - 3
+    sizes = torch.rand(40, 2, generator=g) * 20
+    boxes = torch.cat([corners, corners + sizes], dim=1)
+    boxes[0] = torch.tensor([0, 0, 0, 0])  # empty
+    assert torch.equal(box_masks(boxes, 24, 32), region_masks(boxes, 40, 24, 32))
+
+
+def test_nan_images_become_error_rows(small, tmp_path):
+    model, data = small
+    bad = torch.full((3, 32, 32), float("nan"))
+    report = run(model, WrongAt(data, 5, (bad, 1)), tmp_path / "n.sqlite")
+    errors = report.errors()
+    assert list(errors.index) == [5] and "NaN" in errors["error"].iloc[0] and errors["label"].iloc[0] == 1
+    assert len(report) == 96 and report.to_dataframe()["predicted"].notna().sum() == 95
