@@ -37,6 +37,9 @@ __all__ = [
     "watermark_dataset",
 ]
 
+WATERMARK_VALUE = 2.0
+"""Pixel value of the watermark square (the background is zero-mean noise)."""
+
 CLASS_NAMES: tuple[str, ...] = ("h_stripes", "v_stripes", "checks", "dots", "waves", "rings")
 """Names of the synthetic object classes, in label order (the first ``num_classes`` are used)."""
 
@@ -83,9 +86,11 @@ def _texture(kind: int, size: int, phase: float, freq: float) -> torch.Tensor:
 class WatermarkDataset(Dataset):
     """Synthetic (3, size, size) images with a planted watermark shortcut; see :func:`watermark_dataset`.
 
-    Items are ``(image, label, box)``: a float32 image roughly in [-1, 1] (zero mean), an int label, and
-    the object's box ``(x0, y0, x1, y1)`` in pixels (a float32 tensor of 4). Attributes ``images``
-    (N, 3, size, size), ``labels`` (N,), ``boxes`` (N, 4) and ``watermarked`` (N,) bool hold everything.
+    Items are ``(image, label, box)``: a float32 image roughly in [-1, 1] (zero mean; display it as
+    ``image * 0.5 + 0.5``), an int label, and the object's box ``(x0, y0, x1, y1)`` in pixels (a float32
+    tensor of 4). Attributes ``images`` (N, 3, size, size), ``labels`` (N,), ``boxes`` (N, 4),
+    ``watermarked`` (N,) bool, ``watermark_box`` (x0, y0, x1, y1) and ``watermark_value`` (the
+    watermark's pixel value) hold everything.
     """
 
     def __init__(
@@ -104,6 +109,7 @@ class WatermarkDataset(Dataset):
         self.class_names = list(class_names)
         self.classes = self.class_names
         self.watermark_box = watermark_box
+        self.watermark_value = WATERMARK_VALUE
         self.targets = labels.tolist()
 
     def __len__(self) -> int:
@@ -184,7 +190,7 @@ def watermark_dataset(
     p = torch.where(labels == watermark_class, p_watermark, p_other)
     marked = torch.rand(n, generator=g) < p
     wx0, wy0, wx1, wy1 = corners[corner]
-    images[marked, :, wy0:wy1, wx0:wx1] = 2.0
+    images[marked, :, wy0:wy1, wx0:wx1] = WATERMARK_VALUE
     return WatermarkDataset(
         images.float(), labels, boxes, marked, CLASS_NAMES[:num_classes], (wx0, wy0, wx1, wy1)
     )
