@@ -92,8 +92,11 @@ def layout_twin(model: nn.Module) -> nn.Module:
 
 @dataclass
 class _Plan:
-    precision: str
-    batch_size: int
+    """What "auto" settled on for one (model, device, input shape). ``None`` = not measured yet (too
+    few items so far); only measured values are remembered, and only by runs that asked for "auto"."""
+
+    precision: str | None = None
+    batch_size: int | None = None
 
 
 _PLANS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[object, ...], _Plan]] = weakref.WeakKeyDictionary()
@@ -151,6 +154,7 @@ class ForwardRunner:
         self.batch_size = batch_size
         self.progress = progress
         self.chosen: _Plan | None = None
+        self._remembered: _Plan | None = None
 
     def _forward(self, x: torch.Tensor, precision: str) -> torch.Tensor:
         if self.channels_last and x.ndim == 4:
@@ -197,28 +201,25 @@ class ForwardRunner:
 
     def _chunks(self, make_batch: Callable[[int, int], torch.Tensor], total: int) -> Iterator[torch.Tensor]:
         start = 0
-        plan = self.chosen
-        if plan is None and total:
+        if self.chosen is None and total:
             probe = make_batch(0, min(total, 8))
-            plans = _PLANS.setdefault(self.model, {})
-            plan = plans.get(self._key(probe))
-            if plan is None or self.precision != "auto" or self.batch_size != "auto":
-                plan, first = self._measure(probe, make_batch, total, plan)
-                plans[self._key(probe)] = plan
-                for out in first:
-                    start += out.shape[0]
-                    yield out
-        self.chosen = plan
-        size = plan.batch_size if plan else 1
+            remembered = _PLANS.setdefault(self.model, {}).setdefault(self._key(probe), _Plan())
+            for out in self._measure(probe, make_batch, total, remembered):
+                start += out.shape[0]
+                yield out
+        plan = self.chosen or _Plan("fp32", 1)
+        size = plan.batch_size or 8
         while start < total:
             stop = min(total, start + size)
             try:
-                out = self._forward(make_batch(start, stop), plan.precision if plan else "fp32")
+                out = self._forward(make_batch(start, stop), plan.precision or "fp32")
             except torch.OutOfMemoryError:
                 if size == 1:
                     raise
                 size = max(1, size // 2)
-                plan.batch_size = size  # remember for the next call on this model
+                plan.batch_size = size
+                if self.batch_size == "auto" and self._remembered is not None:
+                    self._remembered.batch_size = size  # the next call on this model starts there
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
                 continue
@@ -230,43 +231,53 @@ class ForwardRunner:
         probe: torch.Tensor,
         make_batch: Callable[[int, int], torch.Tensor],
         total: int,
-        known: _Plan | None,
-    ) -> tuple[_Plan, list[torch.Tensor]]:
-        """Choose precision and batch size on the first chunks of the real work; return what was computed."""
-        precision = self.precision
+        remembered: _Plan,
+    ) -> list[torch.Tensor]:
+        """Settle precision and batch size for this run, measuring on the first chunks of the real work
+        where "auto" has nothing remembered yet. Returns the outputs already computed, in order."""
+        self._remembered = remembered
         outputs: list[torch.Tensor] = []
-        n = probe.shape[0]
-        if precision == "auto" and known is not None:
-            precision = known.precision
-        elif precision == "auto":
-            candidate = _low_precision_candidate(self.device)
-            self._forward(probe[:1], "fp32")  # warm-up: first-call allocations, kernel selection
-            reference, t32 = self._timed(probe, "fp32")
-            precision = "fp32"
-            if candidate is not None:
-                try:
-                    self._forward(probe[:1], candidate)
-                    low, tlow = self._timed(probe, candidate)
-                    if tlow < t32 and _correlation(low, reference) >= _AGREEMENT:
-                        precision = candidate
-                except RuntimeError:  # no such kernel on this device
-                    pass
+        done = 0
+        precision = self.precision if self.precision != "auto" else remembered.precision
+        if precision is None:
+            precision, reference = self._measure_precision(probe)
+            remembered.precision = precision
             outputs.append(reference)
+            done = probe.shape[0]
         if self.batch_size != "auto":
-            return _Plan(precision, int(self.batch_size)), outputs
-        if known is not None and self.precision == "auto":
-            return _Plan(precision, known.batch_size), outputs
-        if self.device.type != "cpu":
-            return _Plan(precision, 64), outputs
-        # CPU: compare per-image time at 8 and 16 on the next real chunks.
-        done = n if outputs else 0
-        best, best_rate = 8, float("inf")
-        for size in (8, 16):
-            if done + size > total:
-                break
-            out, seconds = self._timed(make_batch(done, done + size), precision)
-            outputs.append(out)
-            done += size
-            if seconds / size < best_rate:
-                best, best_rate = size, seconds / size
-        return _Plan(precision, best), outputs
+            size: int | None = int(self.batch_size)
+        elif remembered.batch_size is not None:
+            size = remembered.batch_size
+        elif self.device.type != "cpu":
+            size = remembered.batch_size = 64
+        else:
+            size = None
+            # CPU: compare per-image time at 8 and 16 on the next real chunks; remember only a real choice.
+            rates: dict[int, float] = {}
+            for candidate in (8, 16):
+                if done + candidate > total:
+                    break
+                out, seconds = self._timed(make_batch(done, done + candidate), precision)
+                outputs.append(out)
+                done += candidate
+                rates[candidate] = seconds / candidate
+            if len(rates) == 2:
+                size = remembered.batch_size = min(rates, key=rates.__getitem__)
+        self.chosen = _Plan(precision, size or 8)
+        return outputs
+
+    def _measure_precision(self, probe: torch.Tensor) -> tuple[str, torch.Tensor]:
+        """fp32, or the device's low precision if it is faster on ``probe`` and agrees with fp32; also
+        the fp32 logits of ``probe`` (real work, kept)."""
+        self._forward(probe[:1], "fp32")  # warm-up: first-call allocations, kernel selection
+        reference, t32 = self._timed(probe, "fp32")
+        candidate = _low_precision_candidate(self.device)
+        if candidate is None:
+            return "fp32", reference
+        try:
+            self._forward(probe[:1], candidate)
+            low, tlow = self._timed(probe, candidate)
+        except RuntimeError:  # no such kernel on this device
+            return "fp32", reference
+        agrees = _correlation(low, reference) >= _AGREEMENT
+        return (candidate if tlow < t32 and agrees else "fp32"), reference

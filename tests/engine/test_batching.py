@@ -89,3 +89,30 @@ def test_layout_twin_is_private_channels_last_and_follows_weight_updates() -> No
     runner = ForwardRunner(model, precision="fp32")
     with torch.no_grad():
         assert torch.allclose(runner.logits(lambda a, b: x[a:b], 5), model.eval()(x), atol=1e-5)
+
+
+def test_forced_settings_never_overwrite_what_auto_measured() -> None:
+    from camwidget.engine.batching import _PLANS
+
+    model = OOMAbove(limit=1000)
+    data = torch.randn(64, 3, 2, 2)
+    ForwardRunner(model).logits(lambda a, b: data[a:b], 64)
+    plan = next(iter(_PLANS[model].values()))
+    measured = (plan.precision, plan.batch_size)
+    assert measured[0] is not None and measured[1] in (8, 16)
+    ForwardRunner(model, precision="fp16" if measured[0] != "fp16" else "fp32", batch_size=3).logits(
+        lambda a, b: data[a:b], 64
+    )
+    assert (plan.precision, plan.batch_size) == measured
+
+
+def test_a_tiny_first_call_does_not_freeze_an_unmeasured_batch_size() -> None:
+    from camwidget.engine.batching import _PLANS
+
+    model = OOMAbove(limit=1000)
+    data = torch.randn(64, 3, 2, 2)
+    ForwardRunner(model).logits(lambda a, b: data[a:b], 2)
+    plan = next(iter(_PLANS[model].values()))
+    assert plan.batch_size is None  # too few items to measure: nothing remembered
+    ForwardRunner(model).logits(lambda a, b: data[a:b], 64)
+    assert plan.batch_size in (8, 16)
