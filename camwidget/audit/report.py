@@ -111,9 +111,7 @@ class AuditReport:
     (the dataset object when the report came from ``audit()`` or was given one, else None).
     """
 
-    def __init__(
-        self, store: AuditStore | str | os.PathLike[str], *, dataset: Any = None, _keep_open: bool = False
-    ) -> None:
+    def __init__(self, store: AuditStore | str | os.PathLike[str], *, dataset: Any = None) -> None:
         if isinstance(store, AuditStore):
             self._store = store
         else:

@@ -16,8 +16,9 @@ The same audit runs under ``torchrun``, one process per GPU (or several CPU proc
 Each rank takes the dataset indices ``i`` with ``i % world_size == rank``, writes its own shard store
 ``val_audit.rank<r>-of-<n>.sqlite`` next to the target, and when every rank is done rank 0 merges the
 shards into ``val_audit.sqlite`` and deletes them. The process group uses NCCL when the model is on a
-GPU and gloo on CPU. A rerun (after a crash, or with another number of processes) skips what the merged
-store and the shards already hold.
+GPU and gloo on CPU. A rerun -- after a crash, with another number of processes, or in a single
+process -- first merges any shard stores left next to the target, then skips every index already
+stored.
 
 Several nodes: run the same ``torchrun`` command on every node with ``--nnodes``, ``--node-rank`` and a
 rendezvous endpoint (``--rdzv-backend c10d --rdzv-endpoint host:port``). When ``--store`` lies on a
@@ -28,6 +29,7 @@ shard files; copy them to one machine and merge them with
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import io
 import math
@@ -54,7 +56,7 @@ from camwidget.metrics import energy_pointing_game, insertion_deletion
 if TYPE_CHECKING:
     from camwidget.audit.report import AuditReport
 
-__all__ = ["METRICS", "audit", "merge_stores", "shard_path"]
+__all__ = ["METRICS", "audit", "merge_stores", "shard_path", "shard_stores"]
 
 METRICS: tuple[str, ...] = ("energy", "insertion", "deletion")
 """What ``metrics=`` may ask for: "energy" (energy share in each region and in the object box or mask,
@@ -69,6 +71,12 @@ def shard_path(store: str | os.PathLike[str], rank: int, world_size: int) -> Pat
     """Where rank ``rank`` of ``world_size`` writes its shard: ``<stem>.rank<r>-of-<n><suffix>``."""
     p = Path(store)
     return p.with_name(f"{p.stem}.rank{rank}-of-{world_size}{p.suffix or '.sqlite'}")
+
+
+def shard_stores(store: str | os.PathLike[str]) -> list[Path]:
+    """Shard stores of ``store`` left in its folder, for any world size (see :func:`shard_path`)."""
+    p = Path(store)
+    return sorted(p.parent.glob(f"{glob.escape(p.stem)}.rank*-of-*{p.suffix or '.sqlite'}"))
 
 
 def model_fingerprint(model: nn.Module, *, samples: int = 512) -> dict[str, Any]:
@@ -243,9 +251,15 @@ class _Dist:
 
         self.dist = dist
         self.owned = False
+        device = model_device(model)
+        self.device_ids = [device.index] if device.type == "cuda" and device.index is not None else None
         if dist.is_available() and not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            backend = "nccl" if model_device(model).type == "cuda" else "gloo"
-            dist.init_process_group(backend=backend)
+            if device.type == "cuda":
+                if device.index is not None:
+                    torch.cuda.set_device(device)  # NCCL's collectives run on the current device
+                dist.init_process_group(backend="nccl")
+            else:
+                dist.init_process_group(backend="gloo")
             self.owned = True
         self.active = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if self.active else 0
@@ -253,7 +267,10 @@ class _Dist:
 
     def barrier(self) -> None:
         if self.active and self.world_size > 1:
-            self.dist.barrier()
+            if self.dist.get_backend() == "nccl" and self.device_ids:
+                self.dist.barrier(device_ids=self.device_ids)
+            else:
+                self.dist.barrier()
 
     def close(self) -> None:
         if self.owned:
@@ -588,12 +605,14 @@ def audit(
         display = {"mean": spec.mean, "std": spec.std, "thumbnail": thumbnail, "dataset_type": dataset_type}
 
         # Open (and check) every store this process reads or writes before writing anything.
-        if overwrite:
-            if dist.rank == 0 and str(store) != ":memory:":
-                _remove_store(store)
-                for r in range(dist.world_size if dist.world_size > 1 else 0):
-                    _remove_store(shard_path(store, r, dist.world_size))
-            dist.barrier()
+        if str(store) != ":memory:" and dist.rank == 0:
+            leftovers = shard_stores(store)
+            if overwrite:
+                for path in [Path(store), *leftovers]:
+                    _remove_store(path)
+            elif leftovers:  # shards of an interrupted torchrun audit (any world size): consolidate first
+                merge_stores(store, leftovers, remove=True)
+        dist.barrier()
         done: set[int] = set()
         if dist.world_size > 1:
             if Path(store).exists():
@@ -677,7 +696,10 @@ def audit(
                 merge_stores(store, [s for s in shards if s.exists()], remove=True)
             dist.barrier()
         if str(store) == ":memory:":
-            return AuditReport(target, dataset=spec.dataset, _keep_open=True)
+            return AuditReport(target, dataset=spec.dataset)
+        own_shard = shard_path(store, dist.rank, dist.world_size)
+        if dist.world_size > 1 and not Path(store).exists() and own_shard.exists():
+            return AuditReport.load(own_shard, dataset=spec.dataset)  # another node's disk: this shard
         return AuditReport.load(store, dataset=spec.dataset)
     finally:
         dist.close()

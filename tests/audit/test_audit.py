@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 import camwidget
 from camwidget.audit.report import AuditReport
-from camwidget.audit.run import shard_path
+from camwidget.audit.run import shard_path, shard_stores
 from camwidget.audit.store import AuditStore, SettingsMismatch, merge_stores
 from camwidget.audit.synthetic import corner_regions
 
@@ -221,35 +221,61 @@ def test_two_torchrun_processes_give_the_rows_of_one(tmp_path):
         assert a.settings == b.settings
 
 
-def test_shard_stores_merge_and_resume(small, tmp_path, monkeypatch):
-    """The merge path without processes: two shard stores made by hand merge into the single-run rows."""
+class FakeDist:
+    """Stands in for torch.distributed: this process plays rank ``rank`` of ``world_size``."""
+
+    def __init__(self, rank, world_size):
+        self.rank, self.world_size, self.active = rank, world_size, True
+
+    def barrier(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def test_ranks_write_shards_that_merge_into_the_single_run(small, tmp_path, monkeypatch):
+    """Both ranks of a 2-process audit, played one after the other in this process."""
+    import camwidget.audit.run as run_module
+
     model, data = small
-    full = tmp_path / "full.sqlite"
-    run(model, data, full)
     target = tmp_path / "t.sqlite"
-    for rank in range(2):
-        shard = shard_path(target, rank, 2)
-        sub = torch.utils.data.Subset(data, list(range(rank, len(data), 2)))
-        run(model, _Reindexed(sub, rank, 2, len(data)), shard)
-    assert merge_stores(target, [shard_path(target, r, 2) for r in range(2)], remove=True) == len(data)
-    assert not shard_path(target, 0, 2).exists()
-    with AuditStore(target, readonly=True) as merged:
-        assert merged.count() == len(data)
+    monkeypatch.setattr(run_module, "_Dist", lambda model: FakeDist(1, 2))
+    run(model, data, target)  # rank 1: the odd indices, into its shard; only rank 0 merges
+    assert not target.exists() and count_rows(shard_path(target, 1, 2)) == 48
+    shutil.copy(shard_path(target, 1, 2), tmp_path / "copy.sqlite")
+    monkeypatch.setattr(run_module, "_Dist", lambda model: FakeDist(0, 2))
+    # Rank 0 merges rank 1's finished shard at its start (played in turn, rank 1 ran first), does the
+    # even indices, merges its own shard, and warns that rank 1's shard is gone from the disk.
+    with pytest.warns(UserWarning, match="not visible from rank 0"):
+        run(model, data, target)
+    assert shard_stores(target) == []
+    monkeypatch.undo()
+    run(model, data, tmp_path / "full.sqlite")
+    assert_rows_equal(read_rows(tmp_path / "full.sqlite"), read_rows(target), rtol=0, atol=0)
     # Merging again adds nothing (INSERT OR IGNORE), so an interrupted merge can be rerun.
-    assert merge_stores(target, [full]) == 0
+    assert merge_stores(target, [tmp_path / "copy.sqlite"]) == 0
 
 
-class _Reindexed(Dataset):
-    """Rank ``rank``'s items at their global indices (other indices raise, and are never asked for)."""
+def test_leftover_shards_are_merged_before_a_rerun(small, tmp_path, monkeypatch):
+    """A torchrun audit killed mid-way leaves shards; a later single-process call picks them up."""
+    import camwidget.audit.run as run_module
 
-    def __init__(self, sub, rank, world, n):
-        self.sub, self.rank, self.world, self.n = sub, rank, world, n
-
-    def __len__(self):
-        return self.n
-
-    def __getitem__(self, i):
-        return self.sub[i // self.world]
+    model, data = small
+    target = tmp_path / "t.sqlite"
+    monkeypatch.setattr(run_module, "_Dist", lambda model: FakeDist(0, 3))
+    with pytest.raises(KeyboardInterrupt):  # rank 0 of 3 stopped in its third batch of 8
+        run(model, Interrupting(data, at=48), target, batch_size=8)
+    assert count_rows(shard_path(target, 0, 3)) == 16
+    monkeypatch.undo()
+    batches = []
+    handle = model.register_forward_hook(lambda m, args, out: batches.append(args[0].shape[0]))
+    report = run(model, data, target)
+    handle.remove()
+    assert len(report) == len(data) and shard_stores(target) == []
+    assert sum(b for b in batches if b > 1) == len(data) - 16  # the shard's rows were not redone
+    run(model, data, tmp_path / "full.sqlite")
+    assert_rows_equal(read_rows(tmp_path / "full.sqlite"), read_rows(target))
 
 
 # -- corrupt images -----------------------------------------------------------------------------------
