@@ -311,7 +311,7 @@ class CamExplorer(anywidget.AnyWidget):
         target_index = None if target is None else self._resolve_class(target, names)
 
         # layers
-        from camwidget.engine.layers import candidate_layers, default_layer
+        from camwidget.engine.layers import candidate_layers
 
         with self._model_lock:
             infos = candidate_layers(model, x0)
@@ -319,6 +319,7 @@ class CamExplorer(anywidget.AnyWidget):
             raise ValueError(
                 f"{type(model).__name__} has no layer with a spatial (N, C, h, w) output to explain"
             )
+        all_infos = list(infos)
         by_name: dict[str, Any] = {}
         for info in infos:
             by_name[info.name] = info
@@ -349,8 +350,10 @@ class CamExplorer(anywidget.AnyWidget):
                 )
             first_layer = self._layer_alias[layer]
         else:
-            with self._model_lock:
-                default = default_layer(model, x0)
+            # engine.layers.default_layer's rule, on the infos we have (saves two forward passes):
+            # the last spatial layer, passing over class-score maps (one channel per class).
+            features = [i for i in all_infos if i.shape[0] != num_classes] or all_infos
+            default = features[-1].name
             first_layer = self._layer_alias.get(default, infos[-1].name)
 
         # caches and state
@@ -367,9 +370,11 @@ class CamExplorer(anywidget.AnyWidget):
         self._publishing = False
 
         h, w = self._inputs.shape[-2:]
-        super().__init__()
+        esm, css = _front_end()
+        # in the constructor so they are part of the state the comm opens with (the front end loads
+        # the module from that first state)
+        super().__init__(_esm=esm, _css=css)
         with self.hold_sync():
-            self._esm, self._css = _front_end()
             self.methods = [
                 {"name": m, "label": METHOD_LABELS.get(m, m), "fast": m in self._fast} for m in chosen_methods
             ]
@@ -407,7 +412,7 @@ class CamExplorer(anywidget.AnyWidget):
             self._publish_all()
 
         self._worker = BackgroundWorker(self._plan, self._on_idle, self._on_crash)
-        self.on_msg(self._handle_msg)
+        self.on_msg(self._on_front_end_msg)
         self.observe(
             self._on_selection,
             names=[
@@ -955,7 +960,7 @@ class CamExplorer(anywidget.AnyWidget):
         self._refresh_status()
         self._worker.wake()
 
-    def _handle_msg(self, widget: Any, content: Any, buffers: Any) -> None:
+    def _on_front_end_msg(self, widget: Any, content: Any, buffers: Any) -> None:
         action = content.get("action") if isinstance(content, dict) else None
         if action == "cancel":
             self.cancel()

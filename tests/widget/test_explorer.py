@@ -158,13 +158,20 @@ def test_cancel_and_retry(make_explorer) -> None:
     assert w.heatmap_info["method"] == "gradcam" and w.status == "ready"
 
 
-def test_cancel_message_from_the_front_end(make_explorer) -> None:
+def front_end(w, data: dict) -> None:
+    """Deliver a comm message exactly as ipywidgets receives it from the browser."""
+    w._handle_msg({"content": {"data": data}, "buffers": []})
+
+
+def test_comm_messages_from_the_front_end(make_explorer) -> None:
     w = make_explorer(net=TinyNet(delay=0.01).eval(), curves=False)
-    w.method = "opticam"
+    front_end(w, {"method": "update", "state": {"method": "gradcam"}, "buffer_paths": []})
+    assert w.wait(10) and w.heatmap_info["method"] == "gradcam"
+    front_end(w, {"method": "update", "state": {"method": "opticam"}, "buffer_paths": []})
     time.sleep(0.3)
-    w._handle_msg(w, {"action": "cancel"}, [])
+    front_end(w, {"method": "custom", "content": {"action": "cancel"}})
     assert w.wait(10) and w.status == "cancelled"
-    w._handle_msg(w, {"action": "retry"}, [])
+    front_end(w, {"method": "custom", "content": {"action": "retry"}})
     time.sleep(0.1)
     assert w.status == "running"
 
