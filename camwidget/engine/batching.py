@@ -30,9 +30,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from camwidget.engine.validation import PRECISIONS, check_logits, check_runner_options
+
 __all__ = ["PRECISIONS", "Cancelled", "ForwardRunner", "autocast", "layout_twin", "model_device"]
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _AGREEMENT = 0.999
 
 
@@ -142,10 +143,7 @@ class ForwardRunner:
         progress: Callable[[int, int], None] | None = None,
         twin: bool = True,
     ) -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
-        if batch_size != "auto" and (not isinstance(batch_size, int) or batch_size < 1):
-            raise ValueError(f"batch_size must be 'auto' or a positive int; got {batch_size!r}")
+        check_runner_options(precision, batch_size)
         self.model = model
         self.forward_model = layout_twin(model) if twin else model
         self.channels_last = self.forward_model is not model
@@ -161,9 +159,7 @@ class ForwardRunner:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, precision):
             out = self.forward_model(x)
-        if not isinstance(out, torch.Tensor) or out.ndim != 2:
-            raise TypeError("the model must return a (N, num_classes) tensor of logits")
-        return out.float()
+        return check_logits(out).float()
 
     def _timed(self, x: torch.Tensor, precision: str) -> tuple[torch.Tensor, float]:
         if self.device.type == "cuda":

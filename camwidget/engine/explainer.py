@@ -19,11 +19,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from camwidget.engine.batching import PRECISIONS, Cancelled, ForwardRunner, model_device
+from camwidget.engine.batching import Cancelled, ForwardRunner, model_device
 from camwidget.engine.cache import ImageCache
 from camwidget.engine.hooks import LayerCapture, preserved_state
 from camwidget.engine.layers import default_layer, resolve_layer
 from camwidget.engine.normalize import finalize
+from camwidget.engine.validation import (
+    Target,
+    check_inputs,
+    check_logits,
+    check_model,
+    check_runner_options,
+    check_target_values,
+    resolve_targets,
+)
 from camwidget.methods.base import Job
 from camwidget.methods.registry import get_method, method_options
 
@@ -31,15 +40,6 @@ __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Cancelled", "Explainer", "explain"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-Target = int | Sequence[int] | torch.Tensor | None
-
-
-def _first_conv_channels(model: nn.Module) -> int | None:
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            return module.in_channels
-    return None
 
 
 class Explainer:
@@ -79,10 +79,8 @@ class Explainer:
         cache_size: int = 16,
         **options: Any,
     ) -> None:
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+        check_model(model)
+        check_runner_options(precision, batch_size)
         if len(mean) != len(std) or any(s <= 0 for s in std):
             raise ValueError("mean and std must have one entry per input channel, std > 0")
         get_method(method)  # validates the name
@@ -217,24 +215,8 @@ class Explainer:
             )
 
     def _prepare(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.device]:
-        if not isinstance(inputs, torch.Tensor):
-            raise TypeError(f"inputs must be a (N, 3, H, W) torch.Tensor, got {type(inputs).__name__}")
-        if inputs.ndim != 4:
-            hint = " (add a batch dimension with inputs.unsqueeze(0))" if inputs.ndim == 3 else ""
-            raise ValueError(f"inputs must have shape (N, C, H, W); got {tuple(inputs.shape)}{hint}")
-        if not inputs.is_floating_point():
-            raise TypeError(f"inputs must be a float tensor (preprocessed), got {inputs.dtype}")
-        expected = _first_conv_channels(self.model)
-        if expected is not None and inputs.shape[1] != expected:
-            raise ValueError(
-                f"inputs have {inputs.shape[1]} channels but the model's first convolution takes {expected}"
-            )
-        if inputs.shape[0] == 0:
-            raise ValueError("inputs hold no image (batch size 0)")
-        if not torch.isfinite(inputs).all():
-            raise ValueError("inputs contain NaN or infinite values")
-        device = model_device(self.model)
-        return inputs.to(device), inputs.device
+        check_inputs(inputs, self.model)
+        return inputs.to(model_device(self.model)), inputs.device
 
     def _ensure_layer(self, x: torch.Tensor) -> None:
         if self.layer is None:
@@ -244,32 +226,11 @@ class Explainer:
 
     @staticmethod
     def _logits(out: object) -> torch.Tensor:
-        if not isinstance(out, torch.Tensor) or out.ndim != 2:
-            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise TypeError(f"the model must return (N, num_classes) logits; it returned {shape}")
-        return out
+        return check_logits(out)
 
     @staticmethod
     def _targets(target: Target, logits: torch.Tensor) -> torch.Tensor:
-        n, k = logits.shape
-        if target is None:
-            return logits.detach().argmax(dim=1)
-        if isinstance(target, bool):
-            raise TypeError("target must be None, an int or a sequence of ints, not a bool")
-        if isinstance(target, int):
-            t = torch.full((n,), target, dtype=torch.long)
-        else:
-            t = torch.as_tensor(target)
-            if t.is_floating_point() or t.dtype == torch.bool:
-                raise TypeError(f"target must hold integer class indices, got {t.dtype}")
-            t = t.long().flatten()
-            if t.numel() == 1:
-                t = t.expand(n)
-            if t.numel() != n:
-                raise ValueError(f"target has {t.numel()} entries for {n} images")
-        if bool(((t < 0) | (t >= k)).any()):
-            raise ValueError(f"target {t.tolist()} out of range: the model has {k} classes (0..{k - 1})")
-        return t.to(logits.device)
+        return resolve_targets(check_target_values(target, logits.shape[0]), logits)
 
 
 def explain(

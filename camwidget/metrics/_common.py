@@ -11,47 +11,12 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from camwidget.engine.batching import PRECISIONS, model_device
+from camwidget.engine.batching import model_device
+from camwidget.engine.validation import check_logits
 
-__all__ = [
-    "Target",
-    "check_inputs",
-    "check_maps",
-    "check_model",
-    "check_normalisation",
-    "check_runner_options",
-    "check_target_values",
-    "model_device",
-    "predict",
-    "resolve_targets",
-    "target_probabilities",
-]
-
-Target = int | Sequence[int] | torch.Tensor | None
+__all__ = ["check_maps", "check_normalisation", "model_device", "predict", "target_probabilities"]
 
 _PREDICT_CHUNK = 16
-
-
-def check_model(model: object) -> nn.Module:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    return model
-
-
-def check_inputs(inputs: object) -> torch.Tensor:
-    """(N, C, H, W) finite float tensor with N >= 1, else a ValueError/TypeError saying what to do."""
-    if not isinstance(inputs, torch.Tensor):
-        raise TypeError(f"inputs must be a (N, C, H, W) torch.Tensor, got {type(inputs).__name__}")
-    if inputs.ndim != 4:
-        hint = " (add a batch dimension with inputs.unsqueeze(0))" if inputs.ndim == 3 else ""
-        raise ValueError(f"inputs must have shape (N, C, H, W); got {tuple(inputs.shape)}{hint}")
-    if not inputs.is_floating_point():
-        raise TypeError(f"inputs must be a float tensor (preprocessed), got {inputs.dtype}")
-    if inputs.shape[0] == 0:
-        raise ValueError("inputs hold no image (batch size 0)")
-    if not bool(torch.isfinite(inputs).all()):
-        raise ValueError("inputs contain NaN or infinite values")
-    return inputs
 
 
 def check_maps(maps: object, inputs: torch.Tensor, *, unit_range: bool = False) -> torch.Tensor:
@@ -105,39 +70,6 @@ def check_normalisation(
     return m.view(1, -1, 1, 1).to(device), s.view(1, -1, 1, 1).to(device)
 
 
-def check_runner_options(precision: str, batch_size: int | str) -> None:
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
-    if batch_size != "auto" and (
-        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
-    ):
-        raise ValueError(f"batch_size must be 'auto' or a positive int; got {batch_size!r}")
-
-
-def check_target_values(target: Target, n: int) -> torch.Tensor | None:
-    """Type/shape checks that need no forward pass: (N,) int64 CPU tensor, or None for 'predicted'."""
-    if target is None:
-        return None
-    if isinstance(target, bool):
-        raise TypeError("target must be None, an int or a sequence of ints, not a bool")
-    if isinstance(target, int):
-        t = torch.full((n,), target, dtype=torch.long)
-    else:
-        t = torch.as_tensor(target)
-        if t.is_floating_point() or t.dtype == torch.bool or t.is_complex():
-            raise TypeError(f"target must hold integer class indices, got {t.dtype}")
-        t = t.detach().long().flatten().cpu()
-        if t.numel() == 1:
-            t = t.expand(n).clone()
-        if t.numel() != n:
-            raise ValueError(
-                f"target has {t.numel()} entries for {n} images; pass one per image or a single int"
-            )
-    if bool((t < 0).any()):
-        raise ValueError(f"target {t.tolist()} out of range: class indices are >= 0")
-    return t
-
-
 def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """(N, K) float32 logits of ``x`` in fp32, in chunks of 16, under ``inference_mode``.
 
@@ -147,22 +79,8 @@ def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     chunks = []
     with torch.inference_mode():
         for start in range(0, x.shape[0], _PREDICT_CHUNK):
-            out = model(x[start : start + _PREDICT_CHUNK])
-            if not isinstance(out, torch.Tensor) or out.ndim != 2:
-                shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-                raise TypeError(f"the model must return (N, num_classes) logits; it returned {shape}")
-            chunks.append(out.float())
+            chunks.append(check_logits(model(x[start : start + _PREDICT_CHUNK])).float())
     return torch.cat(chunks)
-
-
-def resolve_targets(target: torch.Tensor | None, logits: torch.Tensor) -> torch.Tensor:
-    """(N,) int64 targets on the logits' device: the given ones checked against K, or the argmax."""
-    k = logits.shape[1]
-    if target is None:
-        return logits.argmax(dim=1)
-    if bool((target >= k).any()):
-        raise ValueError(f"target {target.tolist()} out of range: the model has {k} classes (0..{k - 1})")
-    return target.to(logits.device)
 
 
 def target_probabilities(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

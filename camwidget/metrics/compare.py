@@ -18,17 +18,9 @@ from torch import nn
 
 from camwidget.engine.explainer import IMAGENET_MEAN, IMAGENET_STD, Explainer
 from camwidget.engine.hooks import preserved_state
+from camwidget.engine.validation import Target, check_call, resolve_targets
 from camwidget.methods.registry import METHODS, get_method, method_options
-from camwidget.metrics._common import (
-    Target,
-    check_inputs,
-    check_model,
-    check_runner_options,
-    check_target_values,
-    model_device,
-    predict,
-    resolve_targets,
-)
+from camwidget.metrics._common import model_device, predict
 from camwidget.metrics.confidence import MASKINGS, average_drop_increase_gain
 from camwidget.metrics.insertion_deletion import (
     Curves,
@@ -137,8 +129,7 @@ def compare_methods(
         A :class:`Comparison`; ``.rows`` (list of dicts with :data:`COLUMNS`) and ``.to_dataframe()``. The
         seconds per image time the maps only (wall clock, including the engine's first-call measurements).
     """
-    model = check_model(model)
-    inputs = check_inputs(inputs)
+    model, inputs, wanted = check_call(model, inputs, target, precision=precision, batch_size=batch_size)
     names = list(METHODS if methods is None else methods)
     if isinstance(methods, str) or not names:
         raise ValueError(
@@ -156,8 +147,6 @@ def compare_methods(
     _check_blur(blur)
     if masking not in MASKINGS:
         raise ValueError(f"masking must be 'model' or 'pixel'; got {masking!r}")
-    check_runner_options(precision, batch_size)
-    wanted = check_target_values(target, inputs.shape[0])
     x = inputs.detach().to(model_device(model))
     with preserved_state(model):
         targets = resolve_targets(wanted, predict(model, x))

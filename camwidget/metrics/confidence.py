@@ -27,17 +27,12 @@ from torch import nn
 from camwidget.engine.batching import ForwardRunner
 from camwidget.engine.explainer import IMAGENET_MEAN, IMAGENET_STD
 from camwidget.engine.hooks import preserved_state
+from camwidget.engine.validation import Target, check_call, resolve_targets
 from camwidget.metrics._common import (
-    Target,
-    check_inputs,
     check_maps,
-    check_model,
     check_normalisation,
-    check_runner_options,
-    check_target_values,
     model_device,
     predict,
-    resolve_targets,
     target_probabilities,
 )
 
@@ -116,13 +111,10 @@ def average_drop_increase_gain(
         ValueError: maps of the wrong shape, not finite or outside [0, 1]; unknown masking; a target out of
             range; mismatched batch sizes. Checked before any perturbed forward; the model is untouched.
     """
-    model = check_model(model)
-    inputs = check_inputs(inputs)
+    model, inputs, wanted = check_call(model, inputs, target, precision=precision, batch_size=batch_size)
     maps = check_maps(maps, inputs, unit_range=True)
     if masking not in MASKINGS:
         raise ValueError(f"masking must be 'model' or 'pixel'; got {masking!r}")
-    check_runner_options(precision, batch_size)
-    wanted = check_target_values(target, inputs.shape[0])
     device = model_device(model)
     mu, sigma = check_normalisation(mean, std, inputs.shape[1], device)
     x = inputs.detach().to(device)

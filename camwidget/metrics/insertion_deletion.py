@@ -36,17 +36,12 @@ from torch import nn
 from camwidget.engine.batching import ForwardRunner
 from camwidget.engine.explainer import IMAGENET_MEAN, IMAGENET_STD
 from camwidget.engine.hooks import preserved_state
+from camwidget.engine.validation import Target, check_call, check_inputs, resolve_targets
 from camwidget.metrics._common import (
-    Target,
-    check_inputs,
     check_maps,
-    check_model,
     check_normalisation,
-    check_runner_options,
-    check_target_values,
     model_device,
     predict,
-    resolve_targets,
     target_probabilities,
 )
 
@@ -341,14 +336,11 @@ def insertion_deletion(
         ValueError: maps of the wrong shape or not finite, step <= 0, unknown substrate, a target out of
             range, mismatched batch sizes (before the perturbed forwards; the model is left untouched).
     """
-    model = check_model(model)
-    inputs = check_inputs(inputs)
+    model, inputs, wanted = check_call(model, inputs, target, precision=precision, batch_size=batch_size)
     maps = check_maps(maps, inputs)
     step = _check_step(step)
     substrate = _check_substrate(substrate)
     blur = _check_blur(blur)
-    check_runner_options(precision, batch_size)
-    wanted = check_target_values(target, inputs.shape[0])
     device = model_device(model)
     out_device = inputs.device
     m, s = check_normalisation(mean, std, inputs.shape[1], device)

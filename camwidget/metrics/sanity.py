@@ -33,15 +33,9 @@ from camwidget.engine.batching import model_device
 from camwidget.engine.explainer import Explainer
 from camwidget.engine.hooks import preserved_state
 from camwidget.engine.layers import resolve_layer
+from camwidget.engine.validation import Target, check_call, resolve_targets
 from camwidget.methods.registry import get_method
-from camwidget.metrics._common import (
-    Target,
-    check_inputs,
-    check_model,
-    check_target_values,
-    predict,
-    resolve_targets,
-)
+from camwidget.metrics._common import predict
 
 __all__ = ["cascade_order", "randomize_module", "sanity_check", "spearman", "ssim"]
 
@@ -185,9 +179,7 @@ def sanity_check(
         (its name), "spearman" and "ssim" (floats: means over the images), "spearman_per_image" and
         "ssim_per_image" ((N,) float32 CPU tensors), both against the original map.
     """
-    model = check_model(model)
-    inputs = check_inputs(inputs)
-    wanted = check_target_values(target, inputs.shape[0])
+    model, inputs, wanted = check_call(model, inputs, target)
     get_method(method)  # an unknown name fails here, before the model is copied
     if max_layers is not None and (
         isinstance(max_layers, bool) or not isinstance(max_layers, int) or max_layers < 1
