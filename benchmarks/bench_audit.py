@@ -84,7 +84,9 @@ def _time_explain(model, layer, dataset, batch_size: int) -> tuple[float, float]
     return time.perf_counter() - start, time.process_time() - cpu
 
 
-def _time_audit(model, layer, dataset, batch_size: int, folder: Path, run: int) -> tuple[float, float]:
+def _time_audit(
+    model, layer, dataset, batch_size: int, folder: Path, run: int, thumbnail: int = 64
+) -> tuple[float, float]:
     """(wall seconds, CPU seconds of this process) for one audit into a fresh store."""
     import camwidget
 
@@ -98,6 +100,7 @@ def _time_audit(model, layer, dataset, batch_size: int, folder: Path, run: int) 
         store=folder / f"bench{run}.sqlite",
         regions={"top_left": (0, 0, size // 4, size // 4)},
         batch_size=batch_size,
+        thumbnail=thumbnail,
         progress=False,
     )
     return time.perf_counter() - start, time.process_time() - cpu
@@ -109,6 +112,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--thumbnail", type=int, default=64, help="audit thumbnail side (0: none)")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     args = parser.parse_args()
     _pin_allocator()
@@ -124,21 +128,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         _time_explain(model, layer, dataset, args.batch_size)  # warm-up (not timed)
-        _time_audit(model, layer, dataset, args.batch_size, folder, -1)
+        _time_audit(model, layer, dataset, args.batch_size, folder, -1, args.thumbnail)
         for r in range(args.rounds):
             order = ("explain", "audit") if r % 2 == 0 else ("audit", "explain")
             for name in order:
                 if name == "explain":
                     wall, used = _time_explain(model, layer, dataset, args.batch_size)
                 else:
-                    wall, used = _time_audit(model, layer, dataset, args.batch_size, folder, r)
+                    wall, used = _time_audit(
+                        model, layer, dataset, args.batch_size, folder, r, args.thumbnail
+                    )
                 times[name].append(wall)
                 cpu[name].append(used)
     rate = {k: n / statistics.median(v) for k, v in times.items()}
     cpu_rate = {k: n / statistics.median(v) for k, v in cpu.items()}
     print(
         f"{args.model} {size}x{size}, {n} images, batch {args.batch_size}, "
-        f"{torch.get_num_threads()} threads, median of {args.rounds}"
+        f"{torch.get_num_threads()} threads, audit thumbnails {args.thumbnail or 'off'}, "
+        f"median of {args.rounds}"
     )
     for name in ("explain", "audit"):
         runs = ", ".join(f"{n / t:.1f}" for t in times[name])
