@@ -481,7 +481,8 @@ class CamExplorer(anywidget.AnyWidget):
         super().close()
 
     # ---------------------------------------------------------------- validation helpers
-    def _check_method(self, name: Any) -> str:
+    @staticmethod
+    def _check_method(name: Any) -> str:
         all_methods, _ = _methods_registry()
         if not isinstance(name, str):
             raise TypeError(f"method must be a string, one of {', '.join(all_methods)}; got {name!r}")
