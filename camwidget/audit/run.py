@@ -320,18 +320,7 @@ class _Auditor:
 
     def explain(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw maps (N, h, w) and the logits (N, K) of the very forward pass that made them."""
-        captured: list[torch.Tensor] = []
-
-        def keep_first(module: nn.Module, args: Any, out: Any) -> None:
-            if not captured and isinstance(out, torch.Tensor):
-                captured.append(out.detach())
-
-        handle = self.model.register_forward_hook(keep_first)
-        try:
-            raw = self.explainer(x, raw=True)
-        finally:
-            handle.remove()
-        logits = captured[0].float() if captured else self.explainer.predict(x)
+        raw, logits = self.explainer(x, raw=True, return_logits=True)
         return raw, logits
 
     def rows(self, items: list[Item]) -> list[dict[str, Any]]:

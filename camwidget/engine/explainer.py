@@ -109,8 +109,9 @@ class Explainer:
         *,
         method: str | None = None,
         raw: bool = False,
+        return_logits: bool = False,
         **options: Any,
-    ) -> torch.Tensor:
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Explain ``inputs``.
 
         Args:
@@ -118,11 +119,14 @@ class Explainer:
             target: None (each image's predicted class), an int for all images, or N ints.
             method: overrides the explainer's default method for this call.
             raw: return the signed, unnormalised map at feature resolution (N, h, w) instead.
+            return_logits: also return the (N, K) float32 logits of the forward pass that made the maps
+                (on the inputs' device), saving the caller a second forward.
             **options: method options for this call only.
 
         Returns:
             (N, H, W) float32 maps in [0, 1] on the inputs' device (all zeros where the map has no
-            positive evidence), or (N, h, w) raw maps when ``raw=True``.
+            positive evidence), or (N, h, w) raw maps when ``raw=True``; with ``return_logits``, the
+            tuple ``(maps, logits)``.
         """
         cam = get_method(method or self.method)
         self._check_options(options)
@@ -155,6 +159,8 @@ class Explainer:
             maps = cam.raw(job).detach().float()
         if not raw:
             maps = finalize(maps, (x.shape[-2], x.shape[-1]))
+        if return_logits:
+            return maps.to(out_device), job.logits.to(out_device)
         return maps.to(out_device)
 
     def predict(self, inputs: torch.Tensor) -> torch.Tensor:

@@ -300,3 +300,12 @@ def test_reshape_transform_explains_a_token_model() -> None:
     assert "block" in names
     with pytest.raises(ValueError, match="reshape_transform"):
         camwidget.explain(model, x, method="hirescam", layer="block")
+
+
+def test_return_logits_gives_the_forward_that_made_the_maps(shortcut_model) -> None:
+    x, _ = shortcut_batch(3, torch.Generator().manual_seed(6))
+    with Explainer(shortcut_model, "features.5", "hirescam") as ex:
+        maps, logits = ex(x, return_logits=True)
+        assert torch.equal(maps, ex(x))
+    with torch.no_grad():
+        assert torch.allclose(logits, shortcut_model(x), atol=1e-6)
