@@ -8,6 +8,7 @@ asks again, and sleeps when the planner has nothing left. A change of selection 
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 import weakref
@@ -43,6 +44,17 @@ class Task:
         self.cancelled.set()
 
 
+_LIVE_WORKERS: weakref.WeakSet[BackgroundWorker] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_workers() -> None:
+    """At interpreter exit, cancel running work and join the threads: a daemon thread killed inside a
+    torch kernel aborts the process ("terminate called without an active exception")."""
+    for worker in list(_LIVE_WORKERS):
+        worker.close(timeout=5.0)
+
+
 class BackgroundWorker:
     """Runs ``planner()``'s tasks one after the other in a daemon thread.
 
@@ -74,6 +86,7 @@ class BackgroundWorker:
         self._current: Task | None = None
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
+        _LIVE_WORKERS.add(self)
 
     @property
     def current(self) -> Task | None:
