@@ -53,7 +53,14 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from camwidget.widget.figure import show
 
 
+_SUBMODULES = ("data", "metrics", "models")
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        value = importlib.import_module(f"camwidget.{name}")
+        globals()[name] = value
+        return value
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'camwidget' has no attribute {name!r}")
@@ -63,7 +70,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))
 
 
 def load_ipython_extension(ipython: Any) -> None:
