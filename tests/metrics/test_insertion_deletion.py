@@ -25,8 +25,8 @@ def sigmoid(v: float) -> float:
 
 
 def test_blur_kernel_is_rises(monkeypatch) -> None:
-    ndimage = pytest.importorskip("scipy.ndimage")
     import numpy as np
+    import scipy.ndimage as ndimage
 
     impulse = np.zeros((11, 11))
     impulse[5, 5] = 1
@@ -91,8 +91,8 @@ def _reference_curves(model, x, maps, step, blurred, substrate_values):
 
 @pytest.mark.parametrize("substrate", ["zeros", "blur"])
 def test_curves_equal_a_naive_per_step_loop(substrate) -> None:
-    ndimage = pytest.importorskip("scipy.ndimage")
     import numpy as np
+    import scipy.ndimage as ndimage
 
     g = torch.Generator().manual_seed(3)
     model = RegionMean((1, 2, 5, 6), a=1.5)
