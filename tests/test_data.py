@@ -6,9 +6,6 @@ import sys
 
 import pytest
 
-pytest.importorskip("skimage")
-pytest.importorskip("sklearn")
-
 from camwidget import data
 
 SIZES = {

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-pytest.importorskip("IPython")
-
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 

@@ -15,8 +15,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-pytest.importorskip("skimage")
-
 from camwidget import models
 from camwidget.data import sample_image
 

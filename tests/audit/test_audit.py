@@ -535,7 +535,8 @@ def test_cli_merge(small, tmp_path):
 
 
 def test_insertion_deletion_when_the_metrics_module_has_it(small, tmp_path):
-    metrics = pytest.importorskip("camwidget.metrics")
+    import camwidget.metrics as metrics
+
     if not hasattr(metrics, "insertion_deletion"):
         pytest.skip("camwidget.metrics.insertion_deletion not written yet")
     model, data = small
