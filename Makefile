@@ -11,8 +11,9 @@ STAMP  := $(VENV)/.camwidget-installed
 
 .PHONY: demo test setup lint js pytest browser clean bench
 
+# JupyterLab refuses to start as root unless told so (containers, CI machines).
 demo: setup
-	$(VENV)/bin/jupyter lab --ServerApp.open_browser=True notebooks/01_quickstart.ipynb
+	$(VENV)/bin/jupyter lab $$([ "$$(id -u)" = 0 ] && echo --allow-root) notebooks/01_quickstart.ipynb
 
 test: setup lint js pytest
 
