@@ -41,9 +41,9 @@ PY
 
 "$PY" benchmarks/bench_scorecam.py "$@"
 "$PY" benchmarks/bench_metrics.py "$@"
-# The dataset-audit benchmark has its own owner and options; run it (with --quick only) when present.
+# The dataset-audit benchmark has its own owner and options (no --quick: one round instead).
 if [ -f benchmarks/bench_audit.py ]; then
   quick=()
-  for arg in "$@"; do [ "$arg" = --quick ] && quick=(--quick); done
+  for arg in "$@"; do if [ "$arg" = --quick ]; then quick=(--rounds 1); fi; done
   "$PY" benchmarks/bench_audit.py "${quick[@]}"
 fi
