@@ -6,11 +6,13 @@ pytorch-grad-cam materialises B x C x 3 x H x W, over 1 GB for one ResNet-50 ima
 measurement on the first chunks of the real work:
 
 - the precision: fp32, or bf16/fp16 autocast where it is clearly faster (>= 1.25x) *and* its logits
-  agree with fp32 (Pearson correlation >= 0.999 on the same chunk); the weighting math downstream stays
-  fp32. bf16 probabilities differ from fp32 by up to a few hundredths: pass ``precision="fp32"`` where
-  numbers must be reproducible to the last digit across machines and runs;
-- the batch size on CPU (8 or 16 images fastest on 2-core machines, not 64); on CUDA the largest that
-  fits, halving and retrying after ``torch.OutOfMemoryError``.
+  agree with fp32 (Pearson correlation >= 0.999 on the same chunk; each precision timed twice on real
+  work, the faster timing counting, so one disturbed timing cannot flip the choice); the weighting
+  math downstream stays fp32. bf16 probabilities differ from fp32 by up to a few hundredths: pass
+  ``precision="fp32"`` where numbers must be reproducible to the last digit across machines and runs;
+- the batch size on CPU (8 or 16 by measurement, the best of two timings each; 32 and more cost memory
+  for little or no speed on 2-core machines); on CUDA the largest that fits, halving and retrying after
+  ``torch.OutOfMemoryError``.
 
 Decisions are remembered per (model, device, input shape) for the life of the model object.
 
@@ -38,6 +40,12 @@ __all__ = ["PRECISIONS", "Cancelled", "ForwardRunner", "autocast", "layout_twin"
 
 _AGREEMENT = 0.999
 _CLEARLY_FASTER = 1.25  # low precision must beat fp32 by this factor, so timing noise cannot flip the choice
+_PROBE = 8  # items per precision timing
+# CPU batch sizes to try. 32 is left out on purpose: on 2-core machines it was at best ~4% faster than 16
+# (resnet50) and slower elsewhere (SqueezeNet 122 vs 139 img/s), and each extra 16 images of SqueezeNet
+# cost ~90 MB of peak memory; 64 and above were slower still (cache-bound).
+_CPU_BATCH_SIZES = (8, 16)
+_ROUNDS = 2  # each candidate timed twice (on real work), the faster timing counts
 
 
 class Cancelled(Exception):
@@ -201,7 +209,7 @@ class ForwardRunner:
     def _chunks(self, make_batch: Callable[[int, int], torch.Tensor], total: int) -> Iterator[torch.Tensor]:
         start = 0
         if self.chosen is None and total:
-            probe = make_batch(0, min(total, 8))
+            probe = make_batch(0, min(total, _PROBE))
             remembered = _PLANS.setdefault(self.model, {}).setdefault(self._key(probe), _Plan())
             for out in self._measure(probe, make_batch, total, remembered):
                 start += out.shape[0]
@@ -236,13 +244,11 @@ class ForwardRunner:
         where "auto" has nothing remembered yet. Returns the outputs already computed, in order."""
         self._remembered = remembered
         outputs: list[torch.Tensor] = []
-        done = 0
         precision = self.precision if self.precision != "auto" else remembered.precision
         if precision is None:
-            precision, reference = self._measure_precision(probe)
+            precision, outputs = self._measure_precision(probe, make_batch, total)
             remembered.precision = precision
-            outputs.append(reference)
-            done = probe.shape[0]
+        done = sum(out.shape[0] for out in outputs)
         if self.batch_size != "auto":
             size: int | None = int(self.batch_size)
         elif remembered.batch_size is not None:
@@ -250,33 +256,60 @@ class ForwardRunner:
         elif self.device.type != "cpu":
             size = remembered.batch_size = 64
         else:
-            size = None
-            # CPU: compare per-image time at 8 and 16 on the next real chunks; remember only a real choice.
+            # CPU: per-image time at each candidate size on the next real chunks, the best of two rounds
+            # (one timing can be spoiled by another process); remember only a complete measurement.
             rates: dict[int, float] = {}
-            for candidate in (8, 16):
-                if done + candidate > total:
-                    break
-                out, seconds = self._timed(make_batch(done, done + candidate), precision)
-                outputs.append(out)
-                done += candidate
-                rates[candidate] = seconds / candidate
-            if len(rates) == 2:
-                size = remembered.batch_size = min(rates, key=rates.__getitem__)
+            for _ in range(_ROUNDS):
+                for candidate in _CPU_BATCH_SIZES:
+                    if done + candidate > total:
+                        break
+                    out, seconds = self._timed(make_batch(done, done + candidate), precision)
+                    outputs.append(out)
+                    done += candidate
+                    rates[candidate] = min(rates.get(candidate, float("inf")), seconds / candidate)
+            size = min(rates, key=rates.__getitem__) if rates else None
+            if len(rates) == len(_CPU_BATCH_SIZES):
+                remembered.batch_size = size
         self.chosen = _Plan(precision, size or 8)
         return outputs
 
-    def _measure_precision(self, probe: torch.Tensor) -> tuple[str, torch.Tensor]:
-        """fp32, or the device's low precision if it is faster on ``probe`` and agrees with fp32; also
-        the fp32 logits of ``probe`` (real work, kept)."""
+    def _measure_precision(
+        self, probe: torch.Tensor, make_batch: Callable[[int, int], torch.Tensor], total: int
+    ) -> tuple[str, list[torch.Tensor]]:
+        """fp32, or the device's low precision if it is clearly faster and agrees with fp32, and the
+        outputs of the real work done while measuring (items ``0:k``, in order).
+
+        Each precision is timed on the first chunk and, where there are enough items, once more on a
+        further real chunk; the faster of its two timings counts, so one disturbed timing cannot flip
+        the choice. ``probe`` holds items ``0:n``."""
+        n = probe.shape[0]
         self._forward(probe[:1], "fp32")  # warm-up: first-call allocations, kernel selection
         reference, t32 = self._timed(probe, "fp32")
         candidate = _low_precision_candidate(self.device)
         if candidate is None:
-            return "fp32", reference
+            return "fp32", [reference]
         try:
             self._forward(probe[:1], candidate)
             low, tlow = self._timed(probe, candidate)
         except RuntimeError:  # no such kernel on this device
-            return "fp32", reference
-        agrees = _correlation(low, reference) >= _AGREEMENT
-        return (candidate if tlow * _CLEARLY_FASTER < t32 and agrees else "fp32"), reference
+            return "fp32", [reference]
+        if _correlation(low, reference) < _AGREEMENT:
+            return "fp32", [reference]
+        outputs, done = [reference], n
+        second: dict[str, tuple[int, int]] = {}
+        for precision in ("fp32", candidate):
+            if done + n > total:
+                break
+            out, seconds = self._timed(make_batch(done, done + n), precision)
+            second[precision] = (done, done + n)
+            outputs.append(out)
+            done += n
+            if precision == "fp32":
+                t32 = min(t32, seconds)
+            else:
+                tlow = min(tlow, seconds)
+        chosen = candidate if tlow * _CLEARLY_FASTER < t32 else "fp32"
+        if chosen == "fp32" and candidate in second:  # keep the run all fp32: redo the low-precision chunk
+            start, stop = second[candidate]
+            outputs[-1] = self._forward(make_batch(start, stop), "fp32")
+        return chosen, outputs

@@ -95,13 +95,13 @@ def test_forced_settings_never_overwrite_what_auto_measured() -> None:
     from camwidget.engine.batching import _PLANS
 
     model = OOMAbove(limit=1000)
-    data = torch.randn(64, 3, 2, 2)
-    ForwardRunner(model).logits(lambda a, b: data[a:b], 64)
+    data = torch.randn(256, 3, 2, 2)
+    ForwardRunner(model).logits(lambda a, b: data[a:b], 256)
     plan = next(iter(_PLANS[model].values()))
     measured = (plan.precision, plan.batch_size)
     assert measured[0] is not None and measured[1] in (8, 16)
     ForwardRunner(model, precision="fp16" if measured[0] != "fp16" else "fp32", batch_size=3).logits(
-        lambda a, b: data[a:b], 64
+        lambda a, b: data[a:b], 256
     )
     assert (plan.precision, plan.batch_size) == measured
 
@@ -110,9 +110,53 @@ def test_a_tiny_first_call_does_not_freeze_an_unmeasured_batch_size() -> None:
     from camwidget.engine.batching import _PLANS
 
     model = OOMAbove(limit=1000)
-    data = torch.randn(64, 3, 2, 2)
+    data = torch.randn(256, 3, 2, 2)
     ForwardRunner(model).logits(lambda a, b: data[a:b], 2)
     plan = next(iter(_PLANS[model].values()))
     assert plan.batch_size is None  # too few items to measure: nothing remembered
-    ForwardRunner(model).logits(lambda a, b: data[a:b], 64)
+    ForwardRunner(model).logits(lambda a, b: data[a:b], 256)
     assert plan.batch_size in (8, 16)
+
+
+def _scripted_timings(monkeypatch: pytest.MonkeyPatch, seconds: dict[str, list[float]]) -> None:
+    """Make ForwardRunner._timed report the given seconds per precision, in order (then 1.0 each)."""
+    import camwidget.engine.batching as batching
+
+    monkeypatch.setattr(batching, "_low_precision_candidate", lambda device: "bf16")
+    real = ForwardRunner._timed
+
+    def timed(self: ForwardRunner, x: torch.Tensor, precision: str) -> tuple[torch.Tensor, float]:
+        out, _ = real(self, x, precision)
+        queue = seconds.get(precision, [])
+        return out, queue.pop(0) if queue else 1.0
+
+    monkeypatch.setattr(ForwardRunner, "_timed", timed)
+
+
+def test_one_disturbed_timing_cannot_flip_the_precision(monkeypatch: pytest.MonkeyPatch) -> None:
+    # First timing: fp32 looks 2x slower (the other core was busy); second: fp32 is in fact faster.
+    _scripted_timings(monkeypatch, {"fp32": [2.0, 0.4], "bf16": [1.0, 1.0]})
+    model = OOMAbove(limit=1000)
+    data = torch.randn(64, 3, 2, 2)
+    runner = ForwardRunner(model, batch_size=8)
+    logits = runner.logits(lambda a, b: data[a:b], 64)
+    assert runner.chosen.precision == "fp32"
+    with torch.no_grad():  # and the whole run is fp32, the chunk timed in bf16 recomputed
+        assert torch.equal(logits, model(data))
+
+
+def test_low_precision_wins_when_both_timings_say_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    _scripted_timings(monkeypatch, {"fp32": [2.0, 2.1], "bf16": [1.0, 1.1]})
+    runner = ForwardRunner(OOMAbove(limit=1000), batch_size=8)
+    runner.logits(lambda a, b: torch.randn(b - a, 3, 2, 2), 64)
+    assert runner.chosen.precision == "bf16"
+
+
+def test_cpu_batch_size_is_the_faster_of_8_and_16_best_of_two(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Per-image: 8 -> 1/8 then 0.9/8; 16 -> 3/16 (spoilt by another process) then 1/16: 16 wins.
+    _scripted_timings(monkeypatch, {"fp32": [1.0, 3.0, 0.9, 1.0]})
+    model = OOMAbove(limit=1000)
+    runner = ForwardRunner(model, precision="fp32")
+    runner.logits(lambda a, b: torch.randn(b - a, 3, 2, 2), 300)
+    assert runner.chosen.batch_size == 16
+    assert model.seen[:4] == [8, 16, 8, 16] and max(model.seen) == 16
