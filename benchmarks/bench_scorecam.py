@@ -109,6 +109,11 @@ def _channels(model, x, model_name: str) -> tuple[int, int]:
     return int(seen["c"]), seen["constant"]
 
 
+def _hopeless(configs: list[dict], ips: float) -> bool:
+    """A configuration running at under a third of the best rate so far cannot be the bound."""
+    return bool(configs) and ips * 3 < max(c["ips"] for c in configs)
+
+
 def worker_bound(model_name: str, quick: bool) -> dict:
     """Best images/s of plain batched inference over batch size × layout × precision."""
     import torch
@@ -136,6 +141,8 @@ def worker_bound(model_name: str, quick: bool) -> dict:
                         with C.Timer() as t:
                             model(xb)
                         times.append(t.seconds)
+                        if _hopeless(configs, batch / t.seconds):
+                            break
                 per_batch = sorted(times)[len(times) // 2]  # median
                 configs.append(
                     {
@@ -145,6 +152,8 @@ def worker_bound(model_name: str, quick: bool) -> dict:
                         "ips": batch / per_batch,
                     }
                 )
+                if _hopeless(configs[:-1], configs[-1]["ips"]):
+                    break  # e.g. bf16 emulated on a CPU without native bf16: 10x slower, minutes per try
     best = max(configs, key=lambda c: c["ips"])
     return {
         "channels": channels,
@@ -382,11 +391,19 @@ def build_report(results: dict, meta: dict) -> str:
             )
             configs = next(r["configs"] for r in reversed(bound) if "configs" in r)
             lines.append(
-                "Plain inference img/s (last round; batch 8/16/32): "
+                "Plain inference img/s (last round; batch 8/16/32; –: not tried, under 1/3 of the best): "
                 + "; ".join(
                     f"{p} {'CL' if cl else 'NCHW'}: "
                     + "/".join(
-                        f"{c['ips']:.0f}" for c in configs if c["precision"] == p and c["channels_last"] == cl
+                        next(
+                            (
+                                f"{c['ips']:.0f}"
+                                for c in configs
+                                if (c["precision"], c["channels_last"], c["batch"]) == (p, cl, b)
+                            ),
+                            "–",
+                        )
+                        for b in (8, 16, 32)
                     )
                     for cl in (False, True)
                     for p in ("fp32", "bf16")
