@@ -187,10 +187,15 @@ class Explainer:
         )
 
     # -- used by methods -----------------------------------------------------------------------------
-    def runner(self) -> ForwardRunner:
-        """A :class:`ForwardRunner` with this explainer's precision, batch size and progress callback."""
+    def runner(self, keep: tuple[str, ...] = ()) -> ForwardRunner:
+        """A :class:`ForwardRunner` with this explainer's precision, batch size and progress callback;
+        ``keep``: module names to hook on its ``forward_model`` (kept whole there)."""
         return ForwardRunner(
-            self.model, precision=self.precision, batch_size=self.batch_size, progress=self.progress
+            self.model,
+            precision=self.precision,
+            batch_size=self.batch_size,
+            progress=self.progress,
+            keep=keep,
         )
 
     def zero_input_logits(self, like: torch.Tensor) -> torch.Tensor:

@@ -49,7 +49,7 @@ class AblationCAM(CamMethod):
         n, c = a.shape[:2]
         weights = torch.zeros(n, c, device=a.device)
         ablate = _Ablate()
-        runner = explainer.runner()
+        runner = explainer.runner(keep=(explainer.layer_name,))
         layer = dict(runner.forward_model.named_modules())[explainer.layer_name]
         handle = layer.register_forward_hook(ablate)
         try:
