@@ -17,10 +17,10 @@ measurement on the first chunks of the real work:
 Decisions are remembered per (model, device, input shape) for the life of the model object.
 
 Convolutional models run these passes on a *layout twin*: a private deep copy in eval mode with
-channels_last weights and BatchNorm folded into the convolutions before it (:mod:`.folding`); bf16 +
-channels_last ran 2-3x faster than plain fp32 on an AVX-512 CPU, fp32 channels_last 1.3-2x on an AVX2 one. The
-caller's model is never converted; the twin is rebuilt when the caller's parameters or buffers change
-(in-place version counters) or are replaced, and costs one extra copy of the weights.
+channels_last weights and each BatchNorm folded into the convolution before it (:mod:`.folding`).
+bf16 + channels_last ran 2-3x faster than plain fp32 on an AVX-512 CPU, fp32 channels_last 1.3-2x on an
+AVX2 one. The caller's model is never converted; the twin is rebuilt when the caller's parameters or
+buffers change (in-place version counters) or are replaced, and costs one extra copy of the weights.
 """
 
 from __future__ import annotations
