@@ -76,7 +76,7 @@ def fold_batchnorm(model: nn.Module, keep: frozenset[str] = frozenset()) -> nn.M
     traced.graph.eliminate_dead_code()
     traced.delete_all_unused_submodules()
     traced.recompile()
-    return traced
+    return traced.eval()  # a new GraphModule starts in training mode, whatever its submodules are in
 
 
 def _replace(root: nn.Module, target: str, module: nn.Module) -> None:

@@ -41,6 +41,7 @@ def test_folded_resnet_gives_the_same_logits_and_leaves_the_original_alone(resne
     before = copy.deepcopy(resnet.state_dict())
     folded = fold_batchnorm(copy.deepcopy(resnet))
     assert isinstance(folded, torch.fx.GraphModule) and _bn_count(folded) == 0 and _bn_count(resnet) == 20
+    assert not any(m.training for m in folded.modules())
     x = torch.randn(2, 3, 96, 96)
     with torch.no_grad():
         want, got = resnet(x), folded(x)
