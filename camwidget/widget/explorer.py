@@ -153,6 +153,11 @@ class CamExplorer(anywidget.AnyWidget):
     (hover them to see the perturbed image at each step). Colormap and opacity change in the browser
     instantly; maps are computed in a background thread and cached, so going back is instant.
 
+    While that thread works (the status line shows progress), it briefly holds forward hooks on the
+    model's chosen layer and switches it to eval mode, restoring both when each job ends. Other
+    explorers of the same model wait their turn; your own code should not run the same model object in
+    another thread at that moment (call ``cancel()`` first, or use a copy).
+
     Args:
         model: a ``torch.nn.Module`` returning (N, K) logits; used on its own device, left unchanged.
         images: a PIL image, a file path, an (H, W, 3) uint8/float numpy array, a preprocessed
