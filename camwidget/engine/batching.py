@@ -109,6 +109,10 @@ def layout_twin(model: nn.Module, keep: frozenset[str] = frozenset()) -> nn.Modu
     with torch.no_grad():
         twin = fold_batchnorm(twin, keep).to(memory_format=torch.channels_last)
     twin.requires_grad_(False)
+    if keep:  # at most one special copy besides the plain one: a widget user trying Ablation-CAM on
+        # layer after layer must not pile up a copy of the weights per layer
+        for other in [k for k in twins if k]:
+            del twins[other]
     twins[keep] = (key, twin)
     return twin
 

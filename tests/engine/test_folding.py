@@ -10,7 +10,7 @@ import torchvision
 from torch import nn
 
 import camwidget
-from camwidget.engine.batching import ForwardRunner, layout_twin
+from camwidget.engine.batching import _TWINS, ForwardRunner, layout_twin
 from camwidget.engine.folding import fold_batchnorm
 
 
@@ -90,6 +90,10 @@ def test_runner_twin_is_folded_and_channels_last(resnet) -> None:
     assert _bn_count(twin) == 0 and twin.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     assert layout_twin(resnet) is twin  # cached
     assert layout_twin(resnet, frozenset({"layer4"})) is not twin  # a separate copy keeps layer4 whole
+    for layer in ("layer1", "layer2", "layer3"):  # one special copy at a time, never one per layer
+        layout_twin(resnet, frozenset({layer}))
+    assert set(_TWINS[resnet]) == {frozenset(), frozenset({"layer3"})}
+    assert layout_twin(resnet) is twin
     x = torch.randn(4, 3, 64, 64)
     logits = ForwardRunner(resnet, precision="fp32", batch_size=2).logits(lambda a, b: x[a:b], 4)
     with torch.no_grad():
