@@ -1,53 +1,49 @@
-"""Many forward passes, fast: batched, without hooks, under ``inference_mode``, at the best precision.
+"""Many forward passes, fast and provably the live model's: batched, hook-free, memory-bounded.
 
-Score-CAM, Ablation-CAM and the perturbation metrics all need logits for a long stream of synthetic
-inputs. :class:`ForwardRunner` builds those inputs chunk by chunk through a callback (never all at once:
-pytorch-grad-cam materialises B x C x 3 x H x W, over 1 GB for one ResNet-50 image) and chooses, by
-measurement on the first chunks of the real work:
+Score-CAM, Ablation-CAM and the perturbation metrics need logits for a long stream of synthetic inputs
+(512 masked images per ResNet-18 image, 900 perturbed ones per insertion/deletion curve pair). A
+:class:`ForwardRunner` builds them chunk by chunk through a ``make_batch(start, stop)`` callback (never all
+at once) and runs them under ``inference_mode``:
 
-- the precision: fp32, or bf16/fp16 autocast where it is clearly faster (>= 1.25x) *and* its logits
-  agree with fp32 (Pearson correlation >= 0.999 on the same chunk; each precision timed twice on real
-  work, the faster timing counting, so one disturbed timing cannot flip the choice); the weighting
-  math downstream stays fp32. bf16 probabilities differ from fp32 by up to a few hundredths: pass
-  ``precision="fp32"`` where numbers must be reproducible to the last digit across machines and runs;
-- the batch size on CPU (8 or 16 by measurement, the best of two timings each; 32 and more cost memory
-  for little or no speed on 2-core machines); on CUDA the largest that fits, halving and retrying after
-  ``torch.OutOfMemoryError``.
-
-Decisions are remembered per (model, device, input shape) for the life of the model object.
-
-Convolutional models run these passes on a *layout twin*: a private deep copy in eval mode with
-channels_last weights and each BatchNorm folded into the convolution before it (:mod:`.folding`).
-bf16 + channels_last ran 2-3x faster than plain fp32 on an AVX-512 CPU, fp32 channels_last 1.3-2x on an
-AVX2 one. The caller's model is never converted; the twin is rebuilt when the caller's parameters or
-buffers change (in-place version counters) or are replaced, and costs one extra copy of the weights.
+- **where**: on a private channels_last copy with BatchNorm folded (:mod:`.twin`) when the stream is long
+  enough to pay for it, the model has 2-D convolutions and carries no hooks; the copy must reproduce the
+  live model's fp32 logits on the call's unperturbed inputs and on its first perturbed input, on every call,
+  or the call runs on the live model (:attr:`ForwardRunner.executor` says which ran);
+- **precision** by rule (:mod:`.precision`): the device's native low precision if it has one and its
+  logits agree with fp32 on this call's inputs, else fp32 (:attr:`ForwardRunner.precision_used`);
+- **chunk size** from bytes (:mod:`.memory`): as many items as fit the memory budget, at most 16 on CPU
+  (more buys no speed on 2-core machines) and 64 on CUDA; an out-of-memory error (CPU or CUDA) halves the
+  chunk and retries, and the halved size is remembered for the model and input shape.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import time
+import threading
 import weakref
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from camwidget.engine.folding import fold_batchnorm
-from camwidget.engine.validation import PRECISIONS, check_logits, check_runner_options
+from camwidget.engine.memory import is_out_of_memory, item_bytes, memory_budget
+from camwidget.engine.precision import PRECISIONS, agrees, autocast, native_low_precision
+from camwidget.engine.twin import build_twin, has_hooks, same_logits, twins
+from camwidget.engine.validation import check_logits, check_runner_options
 
-__all__ = ["PRECISIONS", "Cancelled", "ForwardRunner", "autocast", "layout_twin", "model_device"]
+__all__ = ["PRECISIONS", "Cancelled", "ForwardRunner", "LayerHook", "model_device"]
 
-_AGREEMENT = 0.999
-_CLEARLY_FASTER = 1.25  # low precision must beat fp32 by this factor, so timing noise cannot flip the choice
-_PROBE = 8  # items per precision timing
-# CPU batch sizes to try. 32 is left out on purpose: on 2-core machines it was at best ~4% faster than 16
-# (resnet50) and slower elsewhere (SqueezeNet 122 vs 139 img/s), and each extra 16 images of SqueezeNet
-# cost ~90 MB of peak memory; 64 and above were slower still (cache-bound).
-_CPU_BATCH_SIZES = (8, 16)
-_ROUNDS = 2  # each candidate timed twice (on real work), the faster timing counts
+LayerHook = tuple[str, Callable[[nn.Module, tuple[object, ...], torch.Tensor], torch.Tensor | None]]
+"""``(dotted layer name, forward hook)``: a hook the stream needs on one layer (Ablation-CAM's)."""
+
+_TWIN_MIN_ITEMS = 32  # shorter streams run on the live model: a copy would not pay for itself
+_REFERENCE_ROWS = 2  # unperturbed inputs the copy is checked on (besides the first perturbed one)
+_PRECISION_PROBE = 8  # items on which a native low precision must agree with fp32
+_MAX_CHUNK = {"cpu": 16, "cuda": 64}
+_DEFAULT_MAX_CHUNK = 16
+
+# model -> {(device, input shape, dtype): chunk size that fit after an out-of-memory error}
+_LEARNED: weakref.WeakKeyDictionary[nn.Module, dict[tuple[object, ...], int]] = weakref.WeakKeyDictionary()
+_LEARNED_GUARD = threading.Lock()
 
 
 class Cancelled(Exception):
@@ -63,103 +59,28 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[object]:
-    """An autocast context for ``precision`` in ("fp32", "bf16", "fp16") on ``device``."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-# model -> {modules kept whole: (fingerprint of the model's parameters, twin)}
-_TWINS: weakref.WeakKeyDictionary[nn.Module, dict[frozenset[str], tuple[tuple[object, ...], nn.Module]]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _fingerprint(model: nn.Module) -> tuple[object, ...]:
-    from camwidget.engine.cache import parameter_version
-
-    return (tuple(id(t) for t in model.parameters()), parameter_version(model))
-
-
-def layout_twin(model: nn.Module, keep: frozenset[str] = frozenset()) -> nn.Module:
-    """A channels_last eval-mode copy of ``model``, BatchNorm folded where the graph allows
-    (:func:`~camwidget.engine.folding.fold_batchnorm`), for hook-free batched inference; or ``model``
-    itself when a copy would not help (no 2-D convolution) or is impossible (it cannot be deep-copied).
-
-    ``keep``: dotted names of modules that must stay hookable under the same name in the copy (nothing
-    is folded at or inside them). Copies are cached per model and ``keep``, rebuilt when the model's
-    parameters or buffers change."""
-    if not any(isinstance(m, nn.Conv2d) for m in model.modules()):
-        return model
-    key = _fingerprint(model)
-    twins = _TWINS.setdefault(model, {})
-    cached = twins.get(keep)
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    try:
-        with torch.no_grad():
-            twin = copy.deepcopy(model).eval()
-    except Exception:  # un-copyable modules: use the model itself
-        return model
-    for module in twin.modules():  # hooks the caller put on their model must not run twice
-        for name in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"):
-            getattr(module, name).clear()
-    with torch.no_grad():
-        twin = fold_batchnorm(twin, keep).to(memory_format=torch.channels_last)
-    twin.requires_grad_(False)
-    if keep:  # at most one special copy besides the plain one: a widget user trying Ablation-CAM on
-        # layer after layer must not pile up a copy of the weights per layer
-        for other in [k for k in twins if k]:
-            del twins[other]
-    twins[keep] = (key, twin)
-    return twin
-
-
-@dataclass
-class _Plan:
-    """What "auto" settled on for one (model, device, input shape). ``None`` = not measured yet (too
-    few items so far); only measured values are remembered, and only by runs that asked for "auto"."""
-
-    precision: str | None = None
-    batch_size: int | None = None
-
-
-_PLANS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[object, ...], _Plan]] = weakref.WeakKeyDictionary()
-
-
-def _correlation(a: torch.Tensor, b: torch.Tensor) -> float:
-    a = a.flatten().double()
-    b = b.flatten().double()
-    a = a - a.mean()
-    b = b - b.mean()
-    denom = a.norm() * b.norm()
-    return 1.0 if denom == 0 else float((a @ b) / denom)
-
-
-def _low_precision_candidate(device: torch.device) -> str | None:
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if device.type == "cpu":
-        capability = torch.backends.cpu.get_cpu_capability()
-        return "bf16" if capability in ("AVX512", "AVX512_BF16", "AMX") or "AVX512" in capability else None
-    return None
-
-
 class ForwardRunner:
-    """Logits of the model for a stream of inputs built on demand.
+    """Outputs of the model for a stream of inputs built on demand (see the module doc).
 
     Args:
-        model: the classifier, already in the mode it should run in (the caller holds
-            :func:`~camwidget.engine.hooks.preserved_state`).
-        precision: "auto" (measure, see module doc), "fp32", "bf16" or "fp16".
-        batch_size: "auto" or a fixed number of inputs per forward.
+        model: the model, already in the mode it should run in: the caller holds
+            :func:`~camwidget.engine.hooks.preserved_state` (its lock and eval mode).
+        precision: "auto" (by rule, see :mod:`.precision`), "fp32", "bf16" or "fp16".
+        batch_size: "auto" (from the memory budget) or a fixed number of inputs per forward.
         progress: called as ``progress(done, total)`` after each chunk; raise :class:`Cancelled` to stop.
-        twin: run on :func:`layout_twin` (default True). Set False when hooks on the model itself must
-            fire during these passes.
-        keep: dotted module names that must stay whole and hookable in the twin (see :func:`layout_twin`);
-            hook them through ``runner.forward_model``.
+        reference: ``(inputs, logits)``: the call's unperturbed inputs (N, C, H, W) and the live model's
+            fp32 (N, K) logits on them, which the caller has computed anyway. The private copy must
+            reproduce them. Without it, only the first perturbed input is checked.
+        layer_hook: a forward hook to put on one layer of whatever module runs the stream (the copy keeps
+            that layer unfolded), see :data:`LayerHook`.
+        memory_budget: "auto" (see :func:`~camwidget.engine.memory.memory_budget`) or bytes per chunk.
+        reduce: turns the model's output for a chunk into a (B, ...) float tensor. Default: the output
+            must be (B, K) logits.
+
+    Attributes (set by :meth:`logits`):
+        executor: "copy" (folded private copy), "copy-unfolded", or "live" (the caller's model).
+        precision_used: "fp32", "bf16" or "fp16".
+        batch_size_used: the chunk size the stream ran at (after any out-of-memory halving).
     """
 
     def __init__(
@@ -169,165 +90,214 @@ class ForwardRunner:
         precision: str = "auto",
         batch_size: int | str = "auto",
         progress: Callable[[int, int], None] | None = None,
-        twin: bool = True,
-        keep: tuple[str, ...] = (),
+        reference: tuple[torch.Tensor, torch.Tensor] | None = None,
+        layer_hook: LayerHook | None = None,
+        memory_budget: int | str = "auto",
+        reduce: Callable[[object], torch.Tensor] = check_logits,
     ) -> None:
         check_runner_options(precision, batch_size)
+        if memory_budget != "auto" and (
+            isinstance(memory_budget, bool) or not isinstance(memory_budget, int) or memory_budget < 1
+        ):
+            raise ValueError(
+                f"memory_budget must be 'auto' or a positive number of bytes; got {memory_budget!r}"
+            )
         self.model = model
-        self.forward_model = layout_twin(model, frozenset(keep)) if twin else model
-        self.channels_last = self.forward_model is not model
         self.device = model_device(model)
         self.precision = precision
         self.batch_size = batch_size
         self.progress = progress
-        self.chosen: _Plan | None = None
-        self._remembered: _Plan | None = None
+        self.reference = reference
+        self.layer_hook = layer_hook
+        self.memory_budget = memory_budget
+        self.reduce = reduce
+        self.executor: str | None = None
+        self.precision_used: str | None = None
+        self.batch_size_used: int | None = None
+        self._module: nn.Module = model
+        self._item_bytes: dict[int, int] = {}  # id(module) -> measured bytes per item
 
-    def _forward(self, x: torch.Tensor, precision: str) -> torch.Tensor:
-        if self.channels_last and x.ndim == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(self.device, precision):
-            out = self.forward_model(x)
-        return check_logits(out).float()
-
-    def _timed(self, x: torch.Tensor, precision: str) -> tuple[torch.Tensor, float]:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        start = time.perf_counter()
-        out = self._forward(x, precision)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        return out, time.perf_counter() - start
+    # -- public ------------------------------------------------------------------------------------------
+    @property
+    def channels_last(self) -> bool:
+        """Whether the stream runs on a channels_last copy (inputs built channels_last save a conversion)."""
+        return self._module is not self.model
 
     def logits(self, make_batch: Callable[[int, int], torch.Tensor], total: int) -> torch.Tensor:
-        """Run ``model(make_batch(start, stop))`` over ``range(total)`` in chunks.
+        """Run the model over ``make_batch(start, stop)`` for ``range(total)`` in chunks.
 
         Args:
-            make_batch: returns the (stop - start, 3, H, W) inputs for items ``start:stop``.
+            make_batch: returns the (stop - start, C, H, W) inputs for items ``start:stop`` (or a single
+                input that a ``layer_hook`` expands to that many rows).
             total: number of items.
 
         Returns:
-            (total, K) float32 logits on the model's device.
+            (total, K) float32 outputs on the model's device, in item order.
         """
-        chunks: list[torch.Tensor] = []
-        done = 0
-        with torch.inference_mode():
-            for out in self._chunks(make_batch, total):
-                chunks.append(out)
-                done += out.shape[0]
-                if self.progress is not None:
-                    self.progress(done, total)
-        if not chunks:
+        if total <= 0:
             return torch.empty(0, 0, device=self.device)
+        with torch.inference_mode():
+            first = make_batch(0, 1)
+            chunks = [self._settle(first, make_batch, total)]
+            done = chunks[0].shape[0]
+            self._report(done, total)
+            size = self._chunk_size(first)
+            while done < total:
+                stop = min(total, done + size)
+                try:
+                    out = self._forward(self._module, make_batch(done, stop), self.precision_used or "fp32")
+                except Exception as exc:
+                    if not is_out_of_memory(exc) or size == 1:
+                        raise
+                    size = self._learn_smaller(first, size)
+                    continue
+                if out.shape[0] != stop - done:
+                    raise RuntimeError(
+                        f"the model returned {out.shape[0]} rows for a batch of {stop - done} inputs"
+                    )
+                chunks.append(out)
+                done = stop
+                self._report(done, total)
+        self.batch_size_used = size
         return torch.cat(chunks)
 
-    def _key(self, x: torch.Tensor) -> tuple[object, ...]:
-        return (self.device.type, self.device.index, x.dtype, tuple(x.shape[1:]))
-
-    def _chunks(self, make_batch: Callable[[int, int], torch.Tensor], total: int) -> Iterator[torch.Tensor]:
-        start = 0
-        if self.chosen is None and total:
-            probe = make_batch(0, min(total, _PROBE))
-            remembered = _PLANS.setdefault(self.model, {}).setdefault(self._key(probe), _Plan())
-            for out in self._measure(probe, make_batch, total, remembered):
-                start += out.shape[0]
-                yield out
-        plan = self.chosen or _Plan("fp32", 1)
-        size = plan.batch_size or 8
-        while start < total:
-            stop = min(total, start + size)
-            try:
-                out = self._forward(make_batch(start, stop), plan.precision or "fp32")
-            except torch.OutOfMemoryError:
-                if size == 1:
-                    raise
-                size = max(1, size // 2)
-                plan.batch_size = size
-                if self.batch_size == "auto" and self._remembered is not None:
-                    self._remembered.batch_size = size  # the next call on this model starts there
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
-                continue
-            start = stop
-            yield out
-
-    def _measure(
-        self,
-        probe: torch.Tensor,
-        make_batch: Callable[[int, int], torch.Tensor],
-        total: int,
-        remembered: _Plan,
-    ) -> list[torch.Tensor]:
-        """Settle precision and batch size for this run, measuring on the first chunks of the real work
-        where "auto" has nothing remembered yet. Returns the outputs already computed, in order."""
-        self._remembered = remembered
-        outputs: list[torch.Tensor] = []
-        precision = self.precision if self.precision != "auto" else remembered.precision
-        if precision is None:
-            precision, outputs = self._measure_precision(probe, make_batch, total)
-            remembered.precision = precision
-        done = sum(out.shape[0] for out in outputs)
-        if self.batch_size != "auto":
-            size: int | None = int(self.batch_size)
-        elif remembered.batch_size is not None:
-            size = remembered.batch_size
-        elif self.device.type != "cpu":
-            size = remembered.batch_size = 64
-        else:
-            # CPU: per-image time at each candidate size on the next real chunks, the best of two rounds
-            # (one timing can be spoiled by another process); remember only a complete measurement.
-            rates: dict[int, float] = {}
-            for _ in range(_ROUNDS):
-                for candidate in _CPU_BATCH_SIZES:
-                    if done + candidate > total:
-                        break
-                    out, seconds = self._timed(make_batch(done, done + candidate), precision)
-                    outputs.append(out)
-                    done += candidate
-                    rates[candidate] = min(rates.get(candidate, float("inf")), seconds / candidate)
-            size = min(rates, key=rates.__getitem__) if rates else None
-            if len(rates) == len(_CPU_BATCH_SIZES):
-                remembered.batch_size = size
-        self.chosen = _Plan(precision, size or 8)
-        return outputs
-
-    def _measure_precision(
-        self, probe: torch.Tensor, make_batch: Callable[[int, int], torch.Tensor], total: int
-    ) -> tuple[str, list[torch.Tensor]]:
-        """fp32, or the device's low precision if it is clearly faster and agrees with fp32, and the
-        outputs of the real work done while measuring (items ``0:k``, in order).
-
-        Each precision is timed on the first chunk and, where there are enough items, once more on a
-        further real chunk; the faster of its two timings counts, so one disturbed timing cannot flip
-        the choice. ``probe`` holds items ``0:n``."""
-        n = probe.shape[0]
-        self._forward(probe[:1], "fp32")  # warm-up: first-call allocations, kernel selection
-        reference, t32 = self._timed(probe, "fp32")
-        candidate = _low_precision_candidate(self.device)
-        if candidate is None:
-            return "fp32", [reference]
+    # -- the copy and its proof ------------------------------------------------------------------------
+    def _settle(
+        self, first: torch.Tensor, make_batch: Callable[[int, int], torch.Tensor], total: int
+    ) -> torch.Tensor:
+        """Choose, once per runner, what runs the stream and in which precision; return the outputs of
+        the first items (item 0, or the first few where the precision was being decided)."""
+        if self.executor is not None:
+            return self._forward(self._module, first, self.precision_used or "fp32")
+        live0 = self._forward(self.model, first, "fp32", measure=True)
+        self.executor = "live"
+        copy = self._verified_copy(first, live0, total)
+        if copy is not None:
+            self._module, self.executor, live0 = copy
+        low = native_low_precision(self.device) if self.precision == "auto" else None
+        if low is None:
+            self.precision_used = "fp32" if self.precision == "auto" else self.precision
+            if self.precision_used == "fp32":
+                return live0
+            return self._forward(self._module, first, self.precision_used)
+        # Native low precision: take it only if it agrees with fp32 on the first few items of this call.
+        probe = make_batch(0, min(total, _PRECISION_PROBE))
+        exact = self._forward(self._module, probe, "fp32")
         try:
-            self._forward(probe[:1], candidate)
-            low, tlow = self._timed(probe, candidate)
-        except RuntimeError:  # no such kernel on this device
-            return "fp32", [reference]
-        if _correlation(low, reference) < _AGREEMENT:
-            return "fp32", [reference]
-        outputs, done = [reference], n
-        second: dict[str, tuple[int, int]] = {}
-        for precision in ("fp32", candidate):
-            if done + n > total:
+            fast = self._forward(self._module, probe, low)
+        except RuntimeError:  # no such kernel for this model on this device
+            fast = None
+        self.precision_used = low if fast is not None and agrees(fast, exact) else "fp32"
+        return fast if self.precision_used == low and fast is not None else exact
+
+    def _verified_copy(
+        self, first: torch.Tensor, live0: torch.Tensor, total: int
+    ) -> tuple[nn.Module, str, torch.Tensor] | None:
+        """A private copy that reproduces the live model on this call's inputs, its output on ``first``;
+        or None (the live model runs): see :mod:`.twin` for the order in which copies are tried."""
+        if (
+            total < _TWIN_MIN_ITEMS
+            or first.ndim != 4
+            or not any(isinstance(m, nn.Conv2d) for m in self.model.modules())
+            or has_hooks(self.model)
+        ):
+            return None
+        store = twins(self.model)
+        if store.is_refused(self.model):
+            return None
+        hooked = self.layer_hook[0] if self.layer_hook else None
+        cached = store.lookup(self.model, hooked)
+        if cached is not None:
+            key, entry = cached
+            out = self._checked(entry.twin, first, live0)
+            if out is not None:
+                return entry.twin, "copy" if entry.folded else "copy-unfolded", out
+            store.drop(key)  # stale: the model changed in a way its version counters did not show
+        key = frozenset({hooked}) if hooked else frozenset()
+        folded_failed = False
+        for fold in (False,) if store.fold_fails else (True, False):
+            try:
+                twin, folded = build_twin(self.model, first, fold=fold, exclude=key)
+            except Exception:  # e.g. a module that cannot be deep-copied: the live model runs
                 break
-            out, seconds = self._timed(make_batch(done, done + n), precision)
-            second[precision] = (done, done + n)
-            outputs.append(out)
-            done += n
-            if precision == "fp32":
-                t32 = min(t32, seconds)
-            else:
-                tlow = min(tlow, seconds)
-        chosen = candidate if tlow * _CLEARLY_FASTER < t32 else "fp32"
-        if chosen == "fp32" and candidate in second:  # keep the run all fp32: redo the low-precision chunk
-            start, stop = second[candidate]
-            outputs[-1] = self._forward(make_batch(start, stop), "fp32")
-        return chosen, outputs
+            out = self._checked(twin, first, live0)
+            if out is not None:
+                store.fold_fails = store.fold_fails or folded_failed
+                store.put(self.model, key, twin, folded)
+                return twin, "copy" if folded else "copy-unfolded", out
+            folded_failed = fold
+        store.refuse(self.model)
+        return None
+
+    def _checked(self, twin: nn.Module, first: torch.Tensor, live0: torch.Tensor) -> torch.Tensor | None:
+        """``twin``'s fp32 output on ``first`` if it matches the live model's there and on the reference
+        inputs, else None."""
+        if self.reference is not None:
+            x, live = self.reference
+            rows = slice(0, _REFERENCE_ROWS)
+            out = self._forward(twin, x[rows], "fp32", hook=False)
+            if not same_logits(out, live[rows].float()):
+                return None
+        out0 = self._forward(twin, first, "fp32", measure=True)
+        return out0 if same_logits(out0, live0) else None
+
+    # -- running -------------------------------------------------------------------------------------------
+    def _forward(
+        self,
+        module: nn.Module,
+        x: torch.Tensor,
+        precision: str,
+        *,
+        hook: bool = True,
+        measure: bool = False,
+    ) -> torch.Tensor:
+        """``reduce(module(x))`` as float32, with the layer hook (unless ``hook`` is False) registered on
+        ``module``'s layer for this pass; ``measure`` records the bytes an item takes on that module."""
+        if module is not self.model and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        handle = None
+        if hook and self.layer_hook is not None:
+            name, fn = self.layer_hook
+            handle = module.get_submodule(name).register_forward_hook(fn)
+        try:
+            with autocast(self.device, precision):
+                if measure and self.batch_size == "auto":
+                    outputs: list[object] = []
+                    self._item_bytes[id(module)] = item_bytes(lambda t: outputs.append(module(t)), module, x)
+                    out = outputs[0]
+                else:
+                    out = module(x)
+        finally:
+            if handle is not None:
+                handle.remove()
+        return self.reduce(out).float()
+
+    def _chunk_size(self, first: torch.Tensor) -> int:
+        if self.batch_size != "auto":
+            size = int(self.batch_size)
+        else:
+            budget = memory_budget(self.device) if self.memory_budget == "auto" else int(self.memory_budget)
+            cap = _MAX_CHUNK.get(self.device.type, _DEFAULT_MAX_CHUNK)
+            size = max(1, min(cap, budget // max(1, self._item_bytes.get(id(self._module), 1))))
+            with _LEARNED_GUARD:
+                learned = _LEARNED.get(self.model, {}).get(self._shape_key(first))
+            if learned is not None:
+                size = min(size, learned)
+        self.batch_size_used = size
+        return size
+
+    def _shape_key(self, first: torch.Tensor) -> tuple[object, ...]:
+        return (self.device.type, self.device.index, first.dtype, tuple(first.shape[1:]), self.executor)
+
+    def _learn_smaller(self, first: torch.Tensor, size: int) -> int:
+        """After an out-of-memory error at ``size``: half of it, remembered for this model and shape."""
+        size = max(1, size // 2)
+        with _LEARNED_GUARD:
+            _LEARNED.setdefault(self.model, {})[self._shape_key(first)] = size
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        return size
+
+    def _report(self, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(done, total)

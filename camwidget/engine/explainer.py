@@ -8,7 +8,9 @@ Data flow of a call::
 
 Every call, including one that raises or is interrupted, leaves the model as it came: hooks removed,
 train/eval flags and ``requires_grad`` restored, parameter ``.grad`` untouched, BatchNorm statistics
-untouched (the explanation runs in eval mode). Hooks exist only during a call.
+untouched (the explanation runs in eval mode). Hooks exist only during a call, and calls on one model run
+one at a time (:mod:`camwidget.engine.model_lock`). Methods see the call through a
+:class:`~camwidget.engine.context.MethodContext`; each method instance belongs to its Explainer.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from camwidget.engine.batching import Cancelled, ForwardRunner, model_device
-from camwidget.engine.cache import ImageCache
+from camwidget.engine.batching import Cancelled, model_device
+from camwidget.engine.context import MethodContext
 from camwidget.engine.hooks import LayerCapture, preserved_state
 from camwidget.engine.layers import default_layer, resolve_layer
 from camwidget.engine.normalize import finalize
@@ -32,8 +34,9 @@ from camwidget.engine.validation import (
     check_runner_options,
     check_target_values,
     resolve_targets,
+    running_model,
 )
-from camwidget.methods.base import Job
+from camwidget.methods.base import CamMethod
 from camwidget.methods.registry import get_method, method_options
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Cancelled", "Explainer", "explain"]
@@ -51,9 +54,12 @@ class Explainer:
             (decided on the first call, from the input size).
         method: default method for calls that do not name one. Default "scorecam".
         reshape_transform: for token models (ViT/Swin), maps the layer output to (N, C, h, w).
-        precision: "auto" (default: bf16/fp16 autocast for the batched masked forwards where measured faster
-            and agreeing with fp32), "fp32", "bf16" or "fp16". Weighting and normalisation are always fp32.
-        batch_size: "auto" (default) or the number of masked inputs per forward.
+        precision: "auto" (default: the device's native bf16/fp16 for the batched masked forwards where it
+            has one and it agrees with fp32 on the call's inputs, else fp32; see
+            :mod:`camwidget.engine.precision`), "fp32", "bf16" or "fp16". Weighting and normalisation are
+            always fp32. :attr:`precision_used` says what the last call used.
+        batch_size: "auto" (default: from a memory budget, see :mod:`camwidget.engine.memory`) or the
+            number of masked inputs per forward.
         progress: ``progress(done, total)`` during long work; raise :class:`Cancelled` in it to abort.
         mean, std: the model's input normalisation, used where pixels must be truly black (Opti-CAM).
             Default ImageNet's.
@@ -61,7 +67,14 @@ class Explainer:
         **options: method options (``variant``, ``channels`` for Score-CAM; ``iterations``, ``lr`` for
             Opti-CAM); defaults for every call, overridable per call.
 
-    Use as a context manager or call :meth:`release` to drop the caches.
+    Attributes:
+        layer_name: the explained layer (set on the first call when ``layer`` was None).
+        precision_used: "fp32", "bf16" or "fp16": the least exact precision any forward of the last call
+            ran at (None before the first call).
+
+    Calls on one model are serialised (:mod:`camwidget.engine.model_lock`): an Explainer may be used from
+    several threads, and a call waits while another camwidget call runs the same model. Use as a context
+    manager or call :meth:`release` to drop the caches.
     """
 
     def __init__(
@@ -83,10 +96,11 @@ class Explainer:
         check_runner_options(precision, batch_size)
         if len(mean) != len(std) or any(s <= 0 for s in std):
             raise ValueError("mean and std must have one entry per input channel, std > 0")
-        get_method(method)  # validates the name
+        if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
+            raise ValueError(f"cache_size must be an int >= 0; got {cache_size!r}")
+        self.method = get_method(method).name  # validates the name
         self._check_options(options)
         self.model = model
-        self.method = method
         self.reshape_transform = reshape_transform
         self.precision = precision
         self.batch_size = batch_size
@@ -94,8 +108,9 @@ class Explainer:
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
         self.options = options
-        self.score_cache = ImageCache(model, cache_size)
-        self._zero_logits: dict[tuple[int, ...], torch.Tensor] = {}
+        self.cache_size = cache_size
+        self.precision_used: str | None = None
+        self._methods: dict[str, CamMethod] = {}
         self.layer_name: str | None = None
         self.layer: nn.Module | None = None
         if layer is not None:
@@ -115,7 +130,8 @@ class Explainer:
         """Explain ``inputs``.
 
         Args:
-            inputs: (N, 3, H, W) float tensor, preprocessed as the model expects, on any device.
+            inputs: (N, C, H, W) float tensor of the model's dtype, preprocessed as the model expects,
+                on any device.
             target: None (each image's predicted class), an int for all images, or N ints.
             method: overrides the explainer's default method for this call.
             raw: return the signed, unnormalised map at feature resolution (N, h, w) instead.
@@ -127,24 +143,34 @@ class Explainer:
             (N, H, W) float32 maps in [0, 1] on the inputs' device (all zeros where the map has no
             positive evidence), or (N, h, w) raw maps when ``raw=True``; with ``return_logits``, the
             tuple ``(maps, logits)``.
+
+        Raises:
+            TypeError, ValueError: bad inputs, target, method, option or layer, before the model is
+                changed; the model is left exactly as it came on every exit.
         """
-        cam = get_method(method or self.method)
+        cam = self._instance(method or self.method)
         self._check_options(options)
         opts = {**cam.defaults}
         opts.update({k: v for k, v in self.options.items() if k in cam.defaults})
         opts.update({k: v for k, v in options.items() if k in cam.defaults})
         x, out_device = self._prepare(inputs)
+        wanted = check_target_values(target, x.shape[0])
         with preserved_state(self.model), torch.inference_mode(False):
             if x.is_inference():
                 x = x.clone()
             self._ensure_layer(x)
-            assert self.layer is not None
+            assert self.layer is not None and self.layer_name is not None
             with LayerCapture(
                 self.layer, with_gradients=cam.needs_gradients, reshape_transform=self.reshape_transform
             ) as capture:
-                with torch.no_grad():  # the capture hook turns grad mode on from the layer onwards
-                    logits = self._logits(self.model(x))
-                targets = self._targets(target, logits)
+                with torch.no_grad(), running_model(x):  # the capture hook turns grad mode on from the layer
+                    logits = check_logits(self.model(x))
+                if capture.leaf is None:
+                    raise ValueError(
+                        f"layer {self.layer_name!r} did not run during the model's forward pass; choose a "
+                        "layer the input goes through (camwidget.candidate_layers(model) lists them)"
+                    )
+                targets = resolve_targets(wanted, logits)
                 gradients = None
                 if cam.needs_gradients:
                     gradients = capture.gradients(logits.gather(1, targets.view(-1, 1)))
@@ -155,24 +181,41 @@ class Explainer:
                     f"its output is {tuple(activations.shape)}; choose a layer before global pooling "
                     "(camwidget.candidate_layers(model) lists them)"
                 )
-            job = Job(x, activations, gradients, logits.detach().float(), targets, self, opts)
-            maps = cam.raw(job).detach().float()
+            ctx = MethodContext(
+                inputs=x,
+                activations=activations,
+                gradients=gradients,
+                logits=logits.detach().float(),
+                targets=targets,
+                layer_name=self.layer_name,
+                options=opts,
+                mean=self.mean,
+                std=self.std,
+                reshaped=self.reshape_transform is not None,
+                progress=self.progress,
+                precision=self.precision,
+                batch_size=self.batch_size,
+                _model=self.model,
+            )
+            maps = cam.raw(ctx).detach().float()
+            self.precision_used = ctx.precision_used
         if not raw:
             maps = finalize(maps, (x.shape[-2], x.shape[-1]))
         if return_logits:
-            return maps.to(out_device), job.logits.to(out_device)
+            return maps.to(out_device), ctx.logits.to(out_device)
         return maps.to(out_device)
 
     def predict(self, inputs: torch.Tensor) -> torch.Tensor:
         """(N, K) float32 logits of ``inputs`` (one plain forward in eval mode, on the model's device)."""
         x, _ = self._prepare(inputs)
-        with preserved_state(self.model), torch.inference_mode():
-            return self._logits(self.model(x)).float()
+        with preserved_state(self.model), torch.inference_mode(), running_model(x):
+            return check_logits(self.model(x)).float()
 
     def release(self) -> None:
-        """Drop the caches (the model holds no hooks between calls)."""
-        self.score_cache.clear()
-        self._zero_logits.clear()
+        """Drop the methods' caches (the model holds no hooks between calls)."""
+        for method in self._methods.values():
+            method.release()
+        self._methods.clear()
 
     def __enter__(self) -> Explainer:
         return self
@@ -186,36 +229,15 @@ class Explainer:
             f"device={model_device(self.model)}, precision={self.precision!r})"
         )
 
-    # -- used by methods -----------------------------------------------------------------------------
-    def runner(self, keep: tuple[str, ...] = ()) -> ForwardRunner:
-        """A :class:`ForwardRunner` with this explainer's precision, batch size and progress callback;
-        ``keep``: module names to hook on its ``forward_model`` (kept whole there)."""
-        return ForwardRunner(
-            self.model,
-            precision=self.precision,
-            batch_size=self.batch_size,
-            progress=self.progress,
-            keep=keep,
-        )
-
-    def zero_input_logits(self, like: torch.Tensor) -> torch.Tensor:
-        """(K,) logits of an all-zero input shaped like ``like`` (1, 3, H, W); cached per shape."""
-        key = tuple(like.shape)
-        if key not in self._zero_logits:
-            with torch.inference_mode():
-                self._zero_logits[key] = self._logits(self.model(torch.zeros_like(like))).float()[0]
-        return self._zero_logits[key]
-
-    def optimisation_precision(self) -> str:
-        """Opti-CAM's forward/backward precision: as forced, else bf16/fp16 on CUDA, fp32 elsewhere."""
-        if self.precision != "auto":
-            return self.precision
-        device = model_device(self.model)
-        if device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "fp32"
-
     # -- internals -----------------------------------------------------------------------------------
+    def _instance(self, name: str) -> CamMethod:
+        """This explainer's instance of the method called ``name`` (created on first use)."""
+        cls = get_method(name)
+        method = self._methods.get(cls.name)
+        if method is None:
+            method = self._methods[cls.name] = cls(cache_size=self.cache_size)
+        return method
+
     @staticmethod
     def _check_options(options: dict[str, Any]) -> None:
         unknown = set(options) - method_options()
@@ -234,14 +256,6 @@ class Explainer:
             self.layer_name, self.layer = resolve_layer(
                 self.model, default_layer(self.model, x[:1], reshape_transform=self.reshape_transform)
             )
-
-    @staticmethod
-    def _logits(out: object) -> torch.Tensor:
-        return check_logits(out)
-
-    @staticmethod
-    def _targets(target: Target, logits: torch.Tensor) -> torch.Tensor:
-        return resolve_targets(check_target_values(target, logits.shape[0]), logits)
 
 
 def explain(

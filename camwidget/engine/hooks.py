@@ -5,7 +5,8 @@ Two pieces:
 - :func:`preserved_state` puts a model in eval mode for the duration of an explanation and restores, on
   any exit (return, exception, ``KeyboardInterrupt``), every module's train/eval flag, every parameter's
   ``requires_grad`` and the module hook dictionaries. BatchNorm running statistics are never updated
-  because nothing runs in train mode.
+  because nothing runs in train mode. It holds the model's lock (:mod:`.model_lock`) throughout, so two
+  engine calls on one model never interleave their save and restore.
 - :class:`LayerCapture` is a forward hook that copies the layer's output. When gradients are wanted it
   re-roots the autograd graph at that copy (a fresh leaf), so the backward pass stops at the layer: no
   parameter gradients are computed or accumulated (``.grad`` stays untouched), frozen models work, and the
@@ -21,6 +22,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from camwidget.engine.model_lock import model_lock
 
 __all__ = ["LayerCapture", "preserved_state"]
 
@@ -40,8 +43,15 @@ def preserved_state(model: nn.Module, *, eval_mode: bool = True) -> Iterator[nn.
 
     Restored on every exit path: each module's ``training`` flag (set directly, not through ``train()``,
     so custom ``train`` overrides are not triggered), each parameter's ``requires_grad``, and the keys of
-    every module's hook dictionaries (hooks added inside the block are removed).
+    every module's hook dictionaries (hooks added inside the block are removed). Holds
+    :func:`~camwidget.engine.model_lock.model_lock` for the whole block: a second engine call on the same
+    model from another thread waits until this one has restored the model.
     """
+    with model_lock(model):
+        yield from _preserved(model, eval_mode)
+
+
+def _preserved(model: nn.Module, eval_mode: bool) -> Iterator[nn.Module]:
     modules = list(model.modules())
     training = [m.training for m in modules]
     params = list(model.parameters())

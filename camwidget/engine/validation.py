@@ -6,10 +6,15 @@ saying what to do, and the model is never touched.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import numbers
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import nn
+
+from camwidget.engine.precision import PRECISIONS
 
 __all__ = [
     "PRECISIONS",
@@ -20,10 +25,10 @@ __all__ = [
     "check_model",
     "check_runner_options",
     "check_target_values",
+    "model_dtype",
     "resolve_targets",
+    "running_model",
 ]
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 Target = int | Sequence[int] | torch.Tensor | None
 """None (each image's predicted class), one int for every image, or one int per image."""
@@ -36,8 +41,20 @@ def check_model(model: object) -> nn.Module:
     return model
 
 
+def model_dtype(model: nn.Module) -> torch.dtype | None:
+    """The floating dtype of the model's first floating parameter (or buffer); None if it has none."""
+    for t in (*model.parameters(), *model.buffers()):
+        if t.is_floating_point():
+            return t.dtype
+    return None
+
+
 def check_inputs(inputs: object, model: nn.Module | None = None) -> torch.Tensor:
-    """A (N, C, H, W) finite float tensor with N >= 1; with ``model``, C must match its first conv."""
+    """A (N, C, H, W) finite float tensor with N >= 1; with ``model``, of the model's floating dtype.
+
+    The channel count is not checked here: the first layer the input reaches knows it (a grayscale model may
+    expand 1 channel to 3 before its backbone); :func:`running_model` turns a mismatch into a clear error.
+    """
     if not isinstance(inputs, torch.Tensor):
         raise TypeError(f"inputs must be a (N, C, H, W) torch.Tensor, got {type(inputs).__name__}")
     if inputs.ndim != 4:
@@ -48,15 +65,34 @@ def check_inputs(inputs: object, model: nn.Module | None = None) -> torch.Tensor
     if inputs.shape[0] == 0:
         raise ValueError("inputs hold no image (batch size 0)")
     if model is not None:
-        conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-        if conv is not None and inputs.shape[1] != conv.in_channels:
-            raise ValueError(
-                f"inputs have {inputs.shape[1]} channels but the model's first convolution takes "
-                f"{conv.in_channels}"
+        dtype = model_dtype(model)
+        if dtype is not None and inputs.dtype != dtype:
+            raise TypeError(
+                f"inputs are {inputs.dtype} but the model computes in {dtype}; pass inputs.to({dtype})"
             )
     if not bool(torch.isfinite(inputs).all()):
         raise ValueError("inputs contain NaN or infinite values")
     return inputs
+
+
+_CHANNELS = re.compile(r"expected input\[[^\]]*\] to have (\d+) channels, but got (\d+) channels")
+
+
+@contextmanager
+def running_model(inputs: torch.Tensor) -> Iterator[None]:
+    """Around the first forward of a call: a channel mismatch between ``inputs`` and the first
+    convolution they reach becomes a ``ValueError`` that names both; other errors pass unchanged."""
+    try:
+        yield
+    except RuntimeError as exc:
+        match = _CHANNELS.search(str(exc))
+        if match is None:
+            raise
+        raise ValueError(
+            f"inputs have {match.group(2)} channels but the first convolution they reach expects "
+            f"{match.group(1)}; preprocess the images as the model expects (inputs shape "
+            f"{tuple(inputs.shape)})"
+        ) from exc
 
 
 def check_logits(out: object) -> torch.Tensor:
@@ -77,27 +113,41 @@ def check_runner_options(precision: str, batch_size: int | str) -> None:
         raise ValueError(f"batch_size must be 'auto' or a positive int; got {batch_size!r}")
 
 
+def _class_index(value: object) -> int:
+    if isinstance(value, bool | torch.Tensor) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            "target must be None (each image's predicted class), an integer class index or a sequence of one "
+            f"integer per image; got {type(value).__name__} {value!r}"
+        )
+    index = int(value)
+    if not 0 <= index < 2**62:
+        raise ValueError(f"target {index} out of range: class indices are >= 0 and below the class count")
+    return index
+
+
 def check_target_values(target: Target, n: int) -> torch.Tensor | None:
-    """Checks that need no forward pass: (N,) int64 CPU tensor, or None for "predicted class"."""
+    """Checks that need no forward pass: (N,) int64 CPU tensor, or None for "predicted class".
+
+    Raises:
+        TypeError: ``target`` is not None, an int, a sequence of ints or an integer tensor.
+        ValueError: a negative or absurdly large index, or not one entry (or one per image) for N images.
+    """
     if target is None:
         return None
-    if isinstance(target, bool):
-        raise TypeError("target must be None, an int or a sequence of ints, not a bool")
-    if isinstance(target, int):
-        t = torch.full((n,), target, dtype=torch.long)
+    if isinstance(target, torch.Tensor) or hasattr(target, "__array__"):
+        tensor = torch.as_tensor(target)
+        if tensor.is_floating_point() or tensor.dtype == torch.bool or tensor.is_complex():
+            raise TypeError(f"target must hold integer class indices, got {tensor.dtype}")
+        values = [_class_index(v) for v in tensor.detach().flatten().cpu().tolist()]
+    elif isinstance(target, Sequence) and not isinstance(target, str | bytes):
+        values = [_class_index(v) for v in target]
     else:
-        t = torch.as_tensor(target)
-        if t.is_floating_point() or t.dtype == torch.bool or t.is_complex():
-            raise TypeError(f"target must hold integer class indices, got {t.dtype}")
-        t = t.detach().long().flatten().cpu()
-        if t.numel() == 1:
-            t = t.expand(n).clone()
-        if t.numel() != n:
-            raise ValueError(
-                f"target has {t.numel()} entries for {n} images; pass one per image or a single int"
-            )
-    if bool((t < 0).any()):
-        raise ValueError(f"target {t.tolist()} out of range: class indices are >= 0")
+        values = [_class_index(target)]
+    t = torch.tensor(values, dtype=torch.long)
+    if t.numel() == 1:
+        t = t.expand(n).clone()
+    if t.numel() != n:
+        raise ValueError(f"target has {t.numel()} entries for {n} images; pass one per image or a single int")
     return t
 
 
@@ -126,6 +176,6 @@ def check_call(
         class" (resolve it against logits with :func:`resolve_targets`).
     """
     model = check_model(model)
-    inputs = check_inputs(inputs)
+    inputs = check_inputs(inputs, model)
     check_runner_options(precision, batch_size)
     return model, inputs, check_target_values(target, inputs.shape[0])

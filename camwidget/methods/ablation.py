@@ -13,8 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from camwidget.engine.batching import ForwardRunner
-from camwidget.methods.base import CamMethod, Job
+from camwidget.methods.base import CamMethod, MethodContext
 
 __all__ = ["AblationCAM"]
 
@@ -37,34 +36,28 @@ class AblationCAM(CamMethod):
     """Ablation-CAM: gradient-free; C forward passes of the layers after the target layer per image."""
 
     name = "ablationcam"
+    label = "Ablation-CAM"
     paper = "Desai & Ramaswamy, WACV 2020"
+    interactive = False
 
-    def raw(self, job: Job) -> torch.Tensor:
-        explainer = job.explainer
-        if explainer.reshape_transform is not None:
+    def raw(self, ctx: MethodContext) -> torch.Tensor:
+        if ctx.reshaped:
             raise ValueError(
                 "ablationcam does not support reshape_transform layers; use scorecam or hirescam"
             )
-        a = job.activations
+        a = ctx.activations
         n, c = a.shape[:2]
         weights = torch.zeros(n, c, device=a.device)
-        ablate = _Ablate()
-        runner = explainer.runner(keep=(explainer.layer_name,))
-        layer = dict(runner.forward_model.named_modules())[explainer.layer_name]
-        handle = layer.register_forward_hook(ablate)
-        try:
-            for i in range(n):
-                image = job.inputs[i : i + 1]
-                scores = self._ablated(runner, ablate, image, c, int(job.targets[i]))
-                y = job.logits[i, job.targets[i]]
-                weights[i] = (y - scores) / y.abs().clamp_min(1e-12)
-        finally:
-            handle.remove()
+        for i in range(n):
+            scores = self._ablated(ctx, ctx.inputs[i : i + 1], c, int(ctx.targets[i]))
+            y = ctx.logits[i, ctx.targets[i]]
+            weights[i] = (y - scores) / y.abs().clamp_min(1e-12)
         return torch.einsum("nc,nchw->nhw", weights, a)
 
-    def _ablated(
-        self, runner: ForwardRunner, ablate: _Ablate, image: torch.Tensor, c: int, target: int
-    ) -> torch.Tensor:
+    @staticmethod
+    def _ablated(ctx: MethodContext, image: torch.Tensor, c: int, target: int) -> torch.Tensor:
+        ablate = _Ablate()
+
         def make_batch(start: int, stop: int) -> torch.Tensor:
             ablate.channels = torch.arange(start, stop)
             return image if ablate.expand else image.expand(stop - start, *image.shape[1:])
@@ -72,11 +65,10 @@ class AblationCAM(CamMethod):
         for attempt in (True, False):
             ablate.expand = attempt
             try:
-                logits = runner.logits(make_batch, c)
+                logits = ctx.forwards(make_batch, c, layer_hook=(ctx.layer_name, ablate))
             except RuntimeError:
                 if not attempt:
                     raise
                 continue
-            if logits.shape[0] == c:
-                return logits[:, target]
-        raise RuntimeError("the model's output batch does not match the ablated batch")
+            return logits[:, target]
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -1,56 +1,46 @@
-"""What every method receives and returns."""
+"""What every CAM method is: a small object that turns a :class:`MethodContext` into raw maps."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
-from torch import nn
 
-if TYPE_CHECKING:
-    from camwidget.engine.explainer import Explainer
+from camwidget.engine.context import MethodContext
 
-__all__ = ["CamMethod", "Job"]
-
-
-@dataclass
-class Job:
-    """One explanation request, as the engine hands it to a method.
-
-    Attributes:
-        inputs: (N, 3, H, W) model inputs on the model's device.
-        activations: (N, C, h, w) float32 target-layer activations (detached).
-        gradients: (N, C, h, w) float32 d logit[target] / d activations, for methods that need them.
-        logits: (N, K) float32 logits of the unperturbed inputs.
-        targets: (N,) int64 class index per image.
-        explainer: the :class:`~camwidget.engine.explainer.Explainer` (runner, caches, layer, options).
-    """
-
-    inputs: torch.Tensor
-    activations: torch.Tensor
-    gradients: torch.Tensor | None
-    logits: torch.Tensor
-    targets: torch.Tensor
-    explainer: Explainer
-    options: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def model(self) -> nn.Module:
-        return self.explainer.model
+__all__ = ["CamMethod", "MethodContext"]
 
 
 class CamMethod:
-    """A CAM method: turns a :class:`Job` into signed raw maps (N, h, w) at feature resolution.
+    """A CAM method: turns a :class:`~camwidget.engine.context.MethodContext` into signed raw maps
+    (N, h, w) at feature resolution. The engine upsamples, applies ReLU and min-max normalises afterwards.
 
-    Subclasses set ``name``, ``needs_gradients`` and ``defaults`` (their keyword options) and implement
-    :meth:`raw`. The engine upsamples, applies ReLU and min-max normalises afterwards.
+    Subclasses set the class attributes and implement :meth:`raw`. An instance belongs to one
+    :class:`~camwidget.Explainer` and may keep state between calls (Score-CAM's score cache); it is
+    dropped with its explainer or by :meth:`release`.
+
+    Class attributes:
+        name: the key users pass as ``method=`` ("scorecam").
+        label: how the method is shown to people ("Score-CAM").
+        paper: the reference.
+        needs_gradients: the engine runs a backward pass to the layer for it.
+        interactive: one forward (and backward) pass per image: fast enough to recompute on every click.
+        defaults: the keyword options it accepts, with their defaults.
     """
 
     name: ClassVar[str]
+    label: ClassVar[str]
     paper: ClassVar[str] = ""
     needs_gradients: ClassVar[bool] = False
+    interactive: ClassVar[bool] = True
     defaults: ClassVar[dict[str, Any]] = {}
 
-    def raw(self, job: Job) -> torch.Tensor:  # pragma: no cover - interface
+    def __init__(self, *, cache_size: int = 16) -> None:
+        """``cache_size``: images a method that keeps per-image results (Score-CAM) keeps them for."""
+        self.cache_size = cache_size
+
+    def raw(self, ctx: MethodContext) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def release(self) -> None:
+        """Drop whatever this instance caches (nothing, unless a method keeps results)."""

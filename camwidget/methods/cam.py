@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from camwidget.methods.base import CamMethod, Job
+from camwidget.methods.base import CamMethod, MethodContext
 
 __all__ = ["CAM", "linear_head"]
 
@@ -28,23 +28,24 @@ class CAM(CamMethod):
     """
 
     name = "cam"
+    label = "CAM"
     paper = "Zhou et al., CVPR 2016"
 
-    def raw(self, job: Job) -> torch.Tensor:
-        a = job.activations
-        head = linear_head(job.model, a.shape[1])
-        layer = job.explainer.layer_name
+    def raw(self, ctx: MethodContext) -> torch.Tensor:
+        a = ctx.activations
+        head = linear_head(ctx.model, a.shape[1])
         advice = (
-            f"'cam' needs layer {layer!r} to feed global average pooling and then one linear classifier "
-            "(e.g. the last block of a ResNet); use 'hirescam', which equals CAM where CAM is defined"
+            f"'cam' needs layer {ctx.layer_name!r} to feed global average pooling and then one linear "
+            "classifier (e.g. the last block of a ResNet); use 'hirescam', which equals CAM where CAM is "
+            "defined"
         )
         if head is None:
             raise ValueError(advice)
         weight = head.weight.detach().float()
         bias = head.bias.detach().float() if head.bias is not None else 0.0
         predicted = a.mean(dim=(2, 3)) @ weight.T + bias
-        if predicted.shape != job.logits.shape or not torch.allclose(
-            predicted, job.logits, rtol=1e-3, atol=1e-3 * (1 + job.logits.abs().max().item())
+        if predicted.shape != ctx.logits.shape or not torch.allclose(
+            predicted, ctx.logits, rtol=1e-3, atol=1e-3 * (1 + ctx.logits.abs().max().item())
         ):
             raise ValueError(advice)
-        return torch.einsum("nc,nchw->nhw", weight[job.targets], a)
+        return torch.einsum("nc,nchw->nhw", weight[ctx.targets], a)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from camwidget.methods.base import CamMethod, Job
+from camwidget.methods.base import CamMethod, MethodContext
 
 __all__ = ["EigenCAM"]
 
@@ -16,10 +16,11 @@ class EigenCAM(CamMethod):
     """
 
     name = "eigencam"
+    label = "Eigen-CAM"
     paper = "Muhammad & Yeasin, IJCNN 2020"
 
-    def raw(self, job: Job) -> torch.Tensor:
-        a = job.activations
+    def raw(self, ctx: MethodContext) -> torch.Tensor:
+        a = ctx.activations
         n, c, h, w = a.shape
         x = a.reshape(n, c, h * w).transpose(1, 2)  # (N, hw, C)
         x = x - x.mean(dim=1, keepdim=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from camwidget.methods.base import CamMethod, Job
+from camwidget.methods.base import CamMethod, MethodContext
 
 __all__ = ["GradCAM", "GradCAMPlusPlus", "HiResCAM", "LayerCAM", "XGradCAM"]
 
@@ -18,16 +18,21 @@ def _weighted(weights: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
     return torch.einsum("nc,nchw->nhw", weights, activations)
 
 
+def _gradients(ctx: MethodContext) -> torch.Tensor:
+    assert ctx.gradients is not None, "the engine runs a backward pass for needs_gradients methods"
+    return ctx.gradients
+
+
 class GradCAM(CamMethod):
     """Grad-CAM (Selvaraju et al. 2017): w_k = mean_ij g_k,ij; map = ReLU(Σ_k w_k A_k)."""
 
     name = "gradcam"
+    label = "Grad-CAM"
     paper = "Selvaraju et al., ICCV 2017"
     needs_gradients = True
 
-    def raw(self, job: Job) -> torch.Tensor:
-        assert job.gradients is not None
-        return _weighted(job.gradients.mean(dim=(2, 3)), job.activations)
+    def raw(self, ctx: MethodContext) -> torch.Tensor:
+        return _weighted(_gradients(ctx).mean(dim=(2, 3)), ctx.activations)
 
 
 class GradCAMPlusPlus(CamMethod):
@@ -41,13 +46,13 @@ class GradCAMPlusPlus(CamMethod):
     """
 
     name = "gradcam++"
+    label = "Grad-CAM++"
     paper = "Chattopadhay et al., WACV 2018"
     needs_gradients = True
 
-    def raw(self, job: Job) -> torch.Tensor:
-        g = job.gradients
-        assert g is not None
-        a = job.activations
+    def raw(self, ctx: MethodContext) -> torch.Tensor:
+        g = _gradients(ctx)
+        a = ctx.activations
         g2 = g * g
         denominator = 2 * g2 + a.sum(dim=(2, 3), keepdim=True) * g2 * g + 1e-6
         alpha = torch.where(g != 0, g2 / denominator, torch.zeros_like(g))
@@ -63,24 +68,24 @@ class HiResCAM(CamMethod):
     """
 
     name = "hirescam"
+    label = "HiResCAM"
     paper = "Draelos & Carin, arXiv:2011.08891"
     needs_gradients = True
 
-    def raw(self, job: Job) -> torch.Tensor:
-        assert job.gradients is not None
-        return (job.gradients * job.activations).sum(dim=1)
+    def raw(self, ctx: MethodContext) -> torch.Tensor:
+        return (_gradients(ctx) * ctx.activations).sum(dim=1)
 
 
 class XGradCAM(CamMethod):
     """XGrad-CAM (Fu et al. 2020): w_k = Σ_ij g_ij A_ij / (Σ_ij A_ij + 1e-7)."""
 
     name = "xgradcam"
+    label = "XGrad-CAM"
     paper = "Fu et al., BMVC 2020"
     needs_gradients = True
 
-    def raw(self, job: Job) -> torch.Tensor:
-        g, a = job.gradients, job.activations
-        assert g is not None
+    def raw(self, ctx: MethodContext) -> torch.Tensor:
+        g, a = _gradients(ctx), ctx.activations
         weights = (g * a).sum(dim=(2, 3)) / (a.sum(dim=(2, 3)) + 1e-7)
         return _weighted(weights, a)
 
@@ -89,9 +94,9 @@ class LayerCAM(CamMethod):
     """Layer-CAM (Jiang et al. 2021): map = ReLU(Σ_k ReLU(g_k) ⊙ A_k)."""
 
     name = "layercam"
+    label = "Layer-CAM"
     paper = "Jiang et al., IEEE TIP 2021"
     needs_gradients = True
 
-    def raw(self, job: Job) -> torch.Tensor:
-        assert job.gradients is not None
-        return (torch.relu(job.gradients) * job.activations).sum(dim=1)
+    def raw(self, ctx: MethodContext) -> torch.Tensor:
+        return (torch.relu(_gradients(ctx)) * ctx.activations).sum(dim=1)

@@ -14,8 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from camwidget.engine.batching import autocast
-from camwidget.methods.base import CamMethod, Job
+from camwidget.methods.base import CamMethod, MethodContext
 
 __all__ = ["OptiCAM"]
 
@@ -28,42 +27,48 @@ def _soft_minmax(maps: torch.Tensor) -> torch.Tensor:
 
 
 class OptiCAM(CamMethod):
-    """Opti-CAM. Options: ``iterations`` (100), ``lr`` (0.01); ``mean``/``std`` come from the explainer."""
+    """Opti-CAM. Options: ``iterations`` (100), ``lr`` (0.01); ``mean``/``std`` come from the explainer.
+
+    Forward/backward passes run on the live model at :meth:`MethodContext.gradient_precision` (fp32 on
+    CPU; the native low precision on CUDA unless the caller forces one)."""
 
     name = "opticam"
+    label = "Opti-CAM"
+    interactive = False
     paper = "Zhang et al., CVIU 2024 (arXiv:2301.07002)"
     defaults = {"iterations": 100, "lr": 0.01}
 
-    def raw(self, job: Job) -> torch.Tensor:
-        iterations = int(job.options["iterations"])
-        if iterations < 1:
-            raise ValueError(f"iterations must be >= 1; got {iterations}")
-        explainer = job.explainer
-        device = job.inputs.device
-        features = torch.relu(job.activations)  # (N, K, h, w)
+    def raw(self, ctx: MethodContext) -> torch.Tensor:
+        iterations = ctx.options["iterations"]
+        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+            raise ValueError(f"iterations must be an int >= 1; got {iterations!r}")
+        lr = ctx.options["lr"]
+        if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
+            raise ValueError(f"lr must be a number > 0; got {lr!r}")
+        device = ctx.device
+        features = torch.relu(ctx.activations)  # (N, K, h, w)
         n, k = features.shape[:2]
-        size = job.inputs.shape[-2:]
-        mean = torch.tensor(explainer.mean, device=device).view(1, -1, 1, 1)
-        std = torch.tensor(explainer.std, device=device).view(1, -1, 1, 1)
-        pixels = (job.inputs.float() * std + mean).detach()
-        targets = job.targets.view(-1, 1)
+        size = ctx.inputs.shape[-2:]
+        mean = torch.tensor(ctx.mean, device=device).view(1, -1, 1, 1)
+        std = torch.tensor(ctx.std, device=device).view(1, -1, 1, 1)
+        pixels = (ctx.inputs.float() * std + mean).detach()
+        targets = ctx.targets.view(-1, 1)
         u = torch.full((n, k), 0.5, device=device, requires_grad=True)
-        optimizer = torch.optim.Adam([u], lr=float(job.options["lr"]))
+        optimizer = torch.optim.Adam([u], lr=float(lr))
         best_loss = torch.full((n,), float("inf"), device=device)
         best_u = u.detach().clone()
-        precision = explainer.optimisation_precision()
+        precision = ctx.gradient_precision()
         check_every = max(1, iterations // 10)
         last_check = torch.full((n,), float("inf"), device=device)
         active = torch.ones(n, dtype=torch.bool, device=device)
-        progress = explainer.progress
+        progress = ctx.progress
         with torch.enable_grad():
             for step in range(iterations):
                 saliency = torch.einsum("nk,nkhw->nhw", torch.softmax(u, dim=1), features)
                 mask = _soft_minmax(F.interpolate(saliency.unsqueeze(1), size=size, mode="bilinear"))
                 masked = (pixels * mask - mean) / std
-                with autocast(device, precision):
-                    logits = explainer.model(masked.to(job.inputs.dtype))
-                loss_each = -logits.float().gather(1, targets).squeeze(1)
+                logits = ctx.forward_with_grad(masked, precision)
+                loss_each = -logits.gather(1, targets).squeeze(1)
                 current = loss_each.detach()
                 improved = active & (current < best_loss)
                 best_loss = torch.where(improved, current, best_loss)

@@ -10,7 +10,7 @@ from camwidget.methods.gradient import GradCAM, GradCAMPlusPlus, HiResCAM, Layer
 from camwidget.methods.opti import OptiCAM
 from camwidget.methods.score import ScoreCAM
 
-__all__ = ["FAST_METHODS", "METHODS", "METHOD_CLASSES", "get_method", "method_options"]
+__all__ = ["METHODS", "METHOD_CLASSES", "get_method", "method_options"]
 
 METHOD_CLASSES: dict[str, type[CamMethod]] = {
     cls.name: cls
@@ -30,28 +30,22 @@ METHOD_CLASSES: dict[str, type[CamMethod]] = {
 
 METHODS: tuple[str, ...] = tuple(METHOD_CLASSES)
 """All method names: cam, gradcam, gradcam++, hirescam, xgradcam, layercam, scorecam, ablationcam,
-eigencam, opticam."""
-
-FAST_METHODS: tuple[str, ...] = (
-    "cam",
-    "gradcam",
-    "gradcam++",
-    "hirescam",
-    "xgradcam",
-    "layercam",
-    "eigencam",
-)
-"""Methods that need a single forward (+ backward) pass: interactive on any device."""
+eigencam, opticam. Each class says how it is shown (``label``), its paper, whether it needs gradients and
+whether it is ``interactive`` (one forward and backward pass per image)."""
 
 
-def get_method(name: str) -> CamMethod:
-    """The method called ``name`` (case-insensitive; "grad-cam", "score_cam" spellings accepted)."""
+def get_method(name: str) -> type[CamMethod]:
+    """The method class called ``name`` (case-insensitive; "grad-cam", "score_cam" spellings accepted).
+
+    Raises:
+        TypeError: ``name`` is not a string. ValueError: no such method (the message lists them).
+    """
     if not isinstance(name, str):
         raise TypeError(f"method must be a string, one of {', '.join(METHODS)}; got {type(name).__name__}")
     key = name.lower().replace("-", "").replace("_", "").replace("plusplus", "++")
     for method in METHODS:
         if method.replace("-", "") == key:
-            return METHOD_CLASSES[method]()
+            return METHOD_CLASSES[method]
     raise ValueError(f"unknown method {name!r}; choose one of: {', '.join(METHODS)}")
 
 

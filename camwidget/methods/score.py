@@ -3,9 +3,10 @@ input masked with that channel's map.
 
 One masked forward per (image, channel) pair, batched by :class:`~camwidget.engine.batching.ForwardRunner`
 (no hooks, ``inference_mode``, measured precision and batch size). Masks are built chunk by chunk, never all
-at once. The logits of every masked input are kept for *all* classes (a C x K matrix per image, cached on the
-:class:`~camwidget.engine.explainer.Explainer`), so the map of another class of the same image costs no
-forward pass at all.
+at once. The logits of every masked input are kept for *all* classes (a C x K matrix per image, cached by the
+method instance, which belongs to one :class:`~camwidget.engine.explainer.Explainer`), so the map of another
+class of the same image costs no masked forward at all. A cached matrix is reused only while the live
+model's logits on the image still equal those it was recorded with (:mod:`camwidget.engine.cache`).
 
 Presets (``variant=``), see REFERENCES.md:
 
@@ -28,8 +29,9 @@ from __future__ import annotations
 
 import torch
 
+from camwidget.engine.cache import ImageCache
 from camwidget.engine.normalize import minmax, upsample
-from camwidget.methods.base import CamMethod, Job
+from camwidget.methods.base import CamMethod, MethodContext
 
 __all__ = ["VARIANTS", "ScoreCAM", "channel_masks", "channel_weights"]
 
@@ -99,27 +101,38 @@ class ScoreCAM(CamMethod):
     keep the k highest-variance maps, Faster Score-CAM)."""
 
     name = "scorecam"
+    label = "Score-CAM"
     paper = "Wang et al., CVPR Workshops 2020"
+    interactive = False
     defaults = {"variant": "paper", "channels": None}
 
-    def raw(self, job: Job) -> torch.Tensor:
-        variant = job.options["variant"]
+    def __init__(self, *, cache_size: int = 16) -> None:
+        super().__init__(cache_size=cache_size)
+        self.cache = ImageCache(cache_size)
+
+    def release(self) -> None:
+        self.cache.clear()
+
+    def raw(self, ctx: MethodContext) -> torch.Tensor:
+        variant = ctx.options["variant"]
         if variant not in VARIANTS:
             raise ValueError(f"Score-CAM variant must be one of {', '.join(VARIANTS)}; got {variant!r}")
-        channels = job.options["channels"]
-        a = job.activations
+        channels = ctx.options["channels"]
+        a = ctx.activations
         n, c = a.shape[:2]
-        if channels is not None and (not isinstance(channels, int) or not 1 <= channels):
+        if channels is not None and (
+            isinstance(channels, bool) or not isinstance(channels, int) or not 1 <= channels
+        ):
             raise ValueError(f"channels must be None or a positive int (at most {c}); got {channels!r}")
         flat = _flat(a)  # (N, C)
         run = torch.ones(n, c, dtype=torch.bool, device=a.device)
         if channels is not None and channels < c:
             top = a.flatten(2).var(dim=2).topk(channels, dim=1).indices
             run = torch.zeros_like(run).scatter_(1, top, True)
-        scores = self._masked_logits(job, run & ~flat, variant)
+        scores = self._masked_logits(ctx, run & ~flat, variant)
         zero_logits = None
         if variant != "paper" and bool((run & flat).any()):
-            zero_logits = job.explainer.zero_input_logits(job.inputs[:1])
+            zero_logits = ctx.zero_input_logits()
         elif variant != "paper":
             zero_logits = torch.zeros(scores[0].shape[1], device=a.device)
         weights = torch.stack(
@@ -127,29 +140,29 @@ class ScoreCAM(CamMethod):
                 channel_weights(
                     scores[i],
                     run[i],
-                    int(job.targets[i]),
+                    int(ctx.targets[i]),
                     variant,
                     flat=flat[i],
                     zero_logits=zero_logits,
-                    base_logits=job.logits[i],
+                    base_logits=ctx.logits[i],
                 )
                 for i in range(n)
             ]
         )
         return torch.einsum("nc,nchw->nhw", weights, a)
 
-    def _masked_logits(self, job: Job, needed: torch.Tensor, variant: str) -> list[torch.Tensor]:
+    def _masked_logits(self, ctx: MethodContext, needed: torch.Tensor, variant: str) -> list[torch.Tensor]:
         """(C, K) masked logits per image, from the cache where possible; runs only the missing channels."""
-        explainer = job.explainer
-        a = job.activations
-        size = (job.inputs.shape[-2], job.inputs.shape[-1])
-        style = _MASK_STYLE[variant]
-        entries = [
-            explainer.score_cache.get((style, explainer.layer_name), job.inputs[i]) for i in range(a.shape[0])
-        ]
+        a = ctx.activations
+        size = (ctx.inputs.shape[-2], ctx.inputs.shape[-1])
+        key = (_MASK_STYLE[variant], ctx.layer_name, ctx.precision)
+        entries = [self.cache.get(key, ctx.inputs[i], ctx.logits[i]) for i in range(a.shape[0])]
+        for entry in entries:
+            if entry is not None:
+                ctx.record_precision(entry.precision)
         todo = []  # (image, channel) pairs still to run
         for i, entry in enumerate(entries):
-            have = ~torch.isnan(entry.logits[:, 0]) if entry is not None else torch.zeros_like(needed[i])
+            have = ~torch.isnan(entry.value[:, 0]) if entry is not None else torch.zeros_like(needed[i])
             missing = (needed[i] & ~have).nonzero().flatten()
             todo.extend((i, int(k)) for k in missing.tolist())
         if todo:
@@ -158,25 +171,25 @@ class ScoreCAM(CamMethod):
             def make_batch(start: int, stop: int) -> torch.Tensor:
                 rows = index[start:stop]
                 masks = channel_masks(a[rows[:, 0], rows[:, 1]], size, variant)
-                return job.inputs[rows[:, 0]] * masks.to(job.inputs.dtype)
+                return ctx.inputs[rows[:, 0]] * masks.to(ctx.inputs.dtype)
 
-            logits = explainer.runner().logits(make_batch, len(todo))
+            logits = ctx.forwards(make_batch, len(todo))
             num_classes = logits.shape[1]
             for i in range(a.shape[0]):
                 if entries[i] is None:
-                    entries[i] = explainer.score_cache.put(
-                        (style, explainer.layer_name),
-                        job.inputs[i],
+                    entries[i] = self.cache.put(
+                        key,
+                        ctx.inputs[i],
+                        ctx.logits[i],
                         torch.full((a.shape[1], num_classes), float("nan"), device=a.device),
                     )
             for i, entry in enumerate(entries):
                 mine = index[:, 0] == i
                 if mine.any():
-                    entry.logits[index[mine, 1]] = logits[mine]
-        num_classes = job.logits.shape[1]
+                    entry.value[index[mine, 1]] = logits[mine]
+                    entry.precision = ctx.precision_used
+        num_classes = ctx.logits.shape[1]
         return [
-            e.logits
-            if e is not None
-            else torch.full((a.shape[1], num_classes), float("nan"), device=a.device)
+            e.value if e is not None else torch.full((a.shape[1], num_classes), float("nan"), device=a.device)
             for e in entries
         ]

@@ -105,7 +105,7 @@ def average_drop_increase_gain(
     Returns:
         A dict: "average_drop", "average_increase", "average_gain" (floats, percent, in [0, 100]);
         per image, on the inputs' device: "p" and "o" (N,) probabilities, "drop" and "gain" (N,) percent,
-        "increase" (N,) bool, "targets" (N,) int64.
+        "increase" (N,) bool, "targets" (N,) int64; "precision": what the forwards ran at.
 
     Raises:
         ValueError: maps of the wrong shape, not finite or outside [0, 1]; unknown masking; a target out of
@@ -129,8 +129,10 @@ def average_drop_increase_gain(
         return masked_inputs(x[img], keep, masking=masking, mean=mu, std=sigma)
 
     with preserved_state(model):
-        targets = resolve_targets(wanted, predict(model, x))
-        logits = ForwardRunner(model, precision=precision, batch_size=batch_size).logits(make_batch, 2 * n)
+        reference = predict(model, x)
+        targets = resolve_targets(wanted, reference)
+        runner = ForwardRunner(model, precision=precision, batch_size=batch_size, reference=(x, reference))
+        logits = runner.logits(make_batch, 2 * n)
     probs = target_probabilities(logits, targets.repeat(2))
     p, o = probs[:n], probs[n:]
     terms = confidence_scores(p, o)
@@ -145,4 +147,5 @@ def average_drop_increase_gain(
         "increase": terms["increase"].to(out_device),
         "gain": terms["gain"].to(out_device),
         "targets": targets.to(out_device),
+        "precision": runner.precision_used or "fp32",
     }

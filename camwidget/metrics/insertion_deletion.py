@@ -18,9 +18,10 @@ borders, so its weights are flatter than a sampled Gaussian), applied per channe
 padding 5, in the model's input space.
 
 Speed: all 2(n + 1) perturbed inputs of all images go through
-:class:`~camwidget.engine.batching.ForwardRunner` as one stream (large batches, ``inference_mode``, the
-engine's measured precision). Each chunk is built on the fly from an integer rank map per image (step s
-perturbs the pixels of rank < s·step); the n + 1 images are never materialised together.
+:class:`~camwidget.engine.batching.ForwardRunner` as one stream (memory-bounded batches, ``inference_mode``,
+the engine's precision rule, a private copy checked against the live model on every call). Each chunk is
+built on the fly from an integer rank map per image (step s perturbs the pixels of rank < s·step); the
+n + 1 images are never materialised together.
 """
 
 from __future__ import annotations
@@ -224,6 +225,8 @@ class Curves:
             last step may perturb fewer than ``step`` new pixels, as in RISE (see :attr:`pixel_fractions`).
         targets: (N,) int64 class scored per image.
         step: pixels perturbed per step. substrate: deletion's substrate. blur: (kernel size, sigma).
+        precision: the precision the perturbed forwards ran at ("fp32", or "bf16"/"fp16" where the
+            device computes it natively and it agreed with fp32, see :mod:`camwidget.engine.precision`).
     """
 
     insertion: torch.Tensor
@@ -233,6 +236,7 @@ class Curves:
     step: int
     substrate: str
     blur: tuple[int, float]
+    precision: str = "fp32"
     _inputs: torch.Tensor | None = field(default=None, repr=False)
     _maps: torch.Tensor | None = field(default=None, repr=False)
     _mean: torch.Tensor | None = field(default=None, repr=False)
@@ -324,7 +328,8 @@ def insertion_deletion(
         blur: (odd kernel size, sigma) of insertion's starting image (and of the "blur" substrate).
             Default (11, 5.0), RISE's.
         mean, std: the inputs' normalisation, used by ``substrate="black"``. Default ImageNet's.
-        precision: "auto" (default: the engine's measured choice), "fp32", "bf16" or "fp16".
+        precision: "auto" (default: the device's native low precision where it agrees with fp32, else
+            fp32; :attr:`Curves.precision` says which ran), "fp32", "bf16" or "fp16".
         batch_size: "auto" (default) or perturbed inputs per forward.
         progress: ``progress(done, total)`` over the 2(n + 1)·N perturbed forwards; raise
             :class:`~camwidget.engine.batching.Cancelled` in it to stop.
@@ -354,7 +359,8 @@ def insertion_deletion(
     group = max(1, _ITEMS_PER_CALL // per_image)
 
     with preserved_state(model):
-        targets = resolve_targets(wanted, predict(model, x))
+        reference = predict(model, x)
+        targets = resolve_targets(wanted, reference)
         scores = torch.empty(n_img, 2, points, device=device)
         done_before = 0
 
@@ -362,8 +368,9 @@ def insertion_deletion(
             if progress is not None:
                 progress(done_before + done, total)
 
-        runner = ForwardRunner(model, precision=precision, batch_size=batch_size, progress=report)
-        channels_last = bool(getattr(runner, "channels_last", False))
+        runner = ForwardRunner(
+            model, precision=precision, batch_size=batch_size, progress=report, reference=(x, reference)
+        )
         for g0 in range(0, n_img, group):
             g1 = min(n_img, g0 + group)
             perturber = _Perturber(x[g0:g1], maps_d[g0:g1], step, substrate, blur, m, s)
@@ -371,7 +378,9 @@ def insertion_deletion(
             def make_batch(start: int, stop: int, perturber: _Perturber = perturber) -> torch.Tensor:
                 j = torch.arange(start, stop, device=device)
                 r = j % per_image
-                return perturber.images(j // per_image, r % points, r // points, channels_last=channels_last)
+                # built in the layout the runner's private copy consumes, saving a conversion
+                layout = runner.channels_last
+                return perturber.images(j // per_image, r % points, r // points, channels_last=layout)
 
             logits = runner.logits(make_batch, (g1 - g0) * per_image)
             item_targets = targets[g0:g1].repeat_interleave(per_image)
@@ -380,6 +389,7 @@ def insertion_deletion(
             done_before += (g1 - g0) * per_image
 
     return Curves(
+        precision=runner.precision_used or "fp32",
         insertion=scores[:, 1].to(out_device),
         deletion=scores[:, 0].to(out_device),
         fractions=(torch.arange(points, dtype=torch.float64) / n_steps).float().to(out_device),

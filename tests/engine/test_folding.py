@@ -1,4 +1,5 @@
-"""BatchNorm folding in the private inference twin: same logits, the caller's model untouched."""
+"""BatchNorm folding in the private inference copy: same logits, the caller's model untouched, nothing
+process-wide patched, a wrong fold caught by the check against the live model."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import torchvision
 from torch import nn
 
 import camwidget
-from camwidget.engine.batching import _TWINS, ForwardRunner, layout_twin
+from camwidget.engine.batching import ForwardRunner
 from camwidget.engine.folding import fold_batchnorm
+from camwidget.engine.twin import twins
 
 
 def _with_real_statistics(model: nn.Module) -> nn.Module:
@@ -39,8 +41,9 @@ def _bn_count(model: nn.Module) -> int:
 
 def test_folded_resnet_gives_the_same_logits_and_leaves_the_original_alone(resnet) -> None:
     before = copy.deepcopy(resnet.state_dict())
-    folded = fold_batchnorm(copy.deepcopy(resnet))
-    assert isinstance(folded, torch.fx.GraphModule) and _bn_count(folded) == 0 and _bn_count(resnet) == 20
+    folded = copy.deepcopy(resnet)
+    names = fold_batchnorm(folded, torch.randn(1, 3, 64, 64))
+    assert _bn_count(folded) == 0 and _bn_count(resnet) == 20 and len(names) == 40
     assert not any(m.training for m in folded.modules())
     x = torch.randn(2, 3, 96, 96)
     with torch.no_grad():
@@ -49,11 +52,10 @@ def test_folded_resnet_gives_the_same_logits_and_leaves_the_original_alone(resne
     assert all(torch.equal(before[k], v) for k, v in resnet.state_dict().items())
 
 
-def test_kept_modules_stay_whole_and_hookable(resnet) -> None:
-    folded = fold_batchnorm(copy.deepcopy(resnet), keep=frozenset({"layer4", "layer3.0.conv1"}))
-    assert (
-        _bn_count(folded) == 5 + 1
-    )  # layer4's 5 BatchNorms (downsample too), layer3.0.bn1 after the kept conv
+def test_excluded_modules_stay_whole_and_hookable(resnet) -> None:
+    folded = copy.deepcopy(resnet)
+    fold_batchnorm(folded, torch.randn(1, 3, 64, 64), frozenset({"layer3.0.conv1", "layer4.1.bn2"}))
+    assert _bn_count(folded) == 2  # layer3.0.bn1 (after the excluded conv) and the excluded layer4.1.bn2
     seen = []
     folded.get_submodule("layer4").register_forward_hook(lambda m, a, out: seen.append(out.shape))
     with torch.no_grad():
@@ -61,44 +63,74 @@ def test_kept_modules_stay_whole_and_hookable(resnet) -> None:
     assert seen == [torch.Size([1, 512, 2, 2])]
 
 
-def test_what_cannot_be_folded_is_left_as_it_is() -> None:
-    class Branchy(nn.Module):  # data-dependent control flow: torch.fx cannot trace it
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv, self.bn = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)
+class SharedConvOutput(nn.Module):  # the conv's output is also used elsewhere: folding changes the logits
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 4))
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return self.head(self.bn(y) + y)
+
+
+def test_folding_runs_no_process_wide_tracing() -> None:
+    # torch.fx's symbolic tracing swaps nn.Module.__call__ for every model while it runs: folding must not.
+    call = nn.Module.__call__
+    seen = []
+
+    class Spy(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.bn(self.conv(x)) if x.sum() > 0 else x
+            seen.append(type(self).__call__ is call)
+            return x
 
-    class SharedConvOutput(nn.Module):  # the conv's output is also used elsewhere: folding would change it
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv, self.bn = nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3)
+    model = _with_real_statistics(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), Spy()))
+    fold_batchnorm(model, torch.randn(1, 3, 8, 8))
+    assert seen == [True] and nn.Module.__call__ is call
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            y = self.conv(x)
-            return self.bn(y) + y
 
-    for model in (Branchy().eval(), SharedConvOutput().eval(), nn.Sequential(nn.Conv2d(3, 3, 1)).eval()):
-        assert fold_batchnorm(model) is model
+def test_a_wrong_fold_is_caught_by_the_check_and_the_copy_runs_unfolded() -> None:
+    torch.manual_seed(0)
+    model = _with_real_statistics(SharedConvOutput())
+    folded = copy.deepcopy(model)
+    assert fold_batchnorm(folded, torch.randn(1, 3, 8, 8))  # the hooks cannot see the second use...
+    x = torch.randn(40, 3, 8, 8)
+    with torch.no_grad():
+        assert not torch.allclose(folded(x), model(x), atol=1e-4)  # ...so this fold is wrong
+        want = model(x)
+    runner = ForwardRunner(model, precision="fp32", reference=(x[:2], want[:2]))
+    got = runner.logits(lambda a, b: x[a:b], 40)
+    assert runner.executor == "copy-unfolded" and torch.allclose(got, want, atol=1e-5)
+    assert twins(model).fold_fails  # and the next call does not try folding again
+    runner = ForwardRunner(model, precision="fp32", reference=(x[:2], want[:2]))
+    runner.logits(lambda a, b: x[a:b], 40)
+    assert runner.executor == "copy-unfolded"
     with pytest.raises(ValueError, match="eval-mode"):
-        fold_batchnorm(SharedConvOutput().train())
+        fold_batchnorm(SharedConvOutput().train(), x[:1])
 
 
-def test_runner_twin_is_folded_and_channels_last(resnet) -> None:
-    twin = layout_twin(resnet)
-    assert _bn_count(twin) == 0 and twin.conv1.weight.is_contiguous(memory_format=torch.channels_last)
-    assert layout_twin(resnet) is twin  # cached
-    assert layout_twin(resnet, frozenset({"layer4"})) is not twin  # a separate copy keeps layer4 whole
-    for layer in ("layer1", "layer2", "layer3"):  # one special copy at a time, never one per layer
-        layout_twin(resnet, frozenset({layer}))
-    assert set(_TWINS[resnet]) == {frozenset(), frozenset({"layer3"})}
-    assert layout_twin(resnet) is twin
-    x = torch.randn(4, 3, 64, 64)
-    logits = ForwardRunner(resnet, precision="fp32", batch_size=2).logits(lambda a, b: x[a:b], 4)
+def test_runner_copy_is_folded_channels_last_cached_and_one_special_copy_at_a_time(resnet) -> None:
+    x = torch.randn(40, 3, 64, 64)
     with torch.no_grad():
         want = resnet(x)
+    runner = ForwardRunner(resnet, precision="fp32", reference=(x[:2], want[:2]))
+    logits = runner.logits(lambda a, b: x[a:b], 40)
+    assert runner.executor == "copy"
     assert (logits - want).abs().max() <= 1e-4 * want.abs().max()
+    store = twins(resnet)
+    (twin,) = [e.twin for e in store.entries.values()]
+    assert _bn_count(twin) == 0 and twin.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert resnet.conv1.weight.is_contiguous()  # the caller's layout is untouched
+    runner = ForwardRunner(resnet, precision="fp32", reference=(x[:2], want[:2]))
+    runner.logits(lambda a, b: x[a:b], 40)
+    assert [e.twin for e in store.entries.values()] == [twin]  # cached
+    for layer in ("layer1.0.conv1", "layer2.0.conv1", "layer3.0.conv1"):  # hooked conv layers stay unfolded
+        runner = ForwardRunner(resnet, precision="fp32", layer_hook=(layer, lambda m, a, out: None))
+        runner.logits(lambda a, b: x[a:b], 40)
+    assert set(store.entries) == {frozenset(), frozenset({"layer3.0.conv1"})}
+    runner = ForwardRunner(resnet, precision="fp32", layer_hook=("layer4", lambda m, a, out: None))
+    runner.logits(lambda a, b: x[a:b], 40)  # layer4 itself is no folded module: the plain copy serves
+    assert store.entries[frozenset()].twin is twin
 
 
 def test_ablation_cam_hooks_its_layer_in_the_folded_twin() -> None:
