@@ -29,7 +29,6 @@ import pathlib
 import threading
 import time
 import traceback
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
@@ -40,6 +39,9 @@ import torch
 import traitlets as t
 from torch import nn
 
+from camwidget.engine.model_lock import model_lock
+from camwidget.methods.registry import METHOD_CLASSES, METHODS
+from camwidget.metrics.insertion_deletion import insertion_deletion
 from camwidget.widget.codecs import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -58,18 +60,7 @@ __all__ = ["METHOD_LABELS", "CamExplorer"]
 
 _STATIC = pathlib.Path(__file__).resolve().parent.parent / "static"
 
-METHOD_LABELS = {
-    "cam": "CAM",
-    "gradcam": "Grad-CAM",
-    "gradcam++": "Grad-CAM++",
-    "hirescam": "HiResCAM",
-    "xgradcam": "XGrad-CAM",
-    "layercam": "LayerCAM",
-    "scorecam": "Score-CAM",
-    "ablationcam": "Ablation-CAM",
-    "eigencam": "Eigen-CAM",
-    "opticam": "Opti-CAM",
-}
+METHOD_LABELS = {name: cls.label for name, cls in METHOD_CLASSES.items()}  # the methods own their labels
 PREVIEW_METHOD = "hirescam"
 COLORMAPS = ("viridis", "jet", "inferno", "gray")
 COMPARE_MODES = ("off", "method", "class")
@@ -77,20 +68,6 @@ _MAP_CACHE = 192  # maps kept (each H*W float32: 200 KB at 224x224)
 _PROGRESS_EVERY = 0.1  # seconds between progress trait updates
 
 MapKey = tuple[int, str, str, int]  # (image, method, layer, class)
-
-
-_MODEL_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
-_MODEL_LOCKS_GUARD = threading.Lock()
-
-
-def _lock_for(model: nn.Module) -> threading.RLock:
-    """One lock per model, shared by every explorer of that model: the engine hooks the model during
-    a call, so two explorers must never run the same model at once from their threads."""
-    with _MODEL_LOCKS_GUARD:
-        lock = _MODEL_LOCKS.get(model)
-        if lock is None:
-            lock = _MODEL_LOCKS[model] = threading.RLock()
-        return lock
 
 
 def _front_end() -> tuple[str, str]:
@@ -108,21 +85,6 @@ def _engine() -> Any:
     from camwidget.engine import explainer
 
     return explainer
-
-
-def _methods_registry() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    from camwidget.methods import registry
-
-    fast = getattr(registry, "FAST_METHODS", ())
-    return tuple(registry.METHODS), tuple(fast)
-
-
-def _insertion_deletion() -> Callable[..., Any] | None:
-    try:
-        from camwidget.metrics import insertion_deletion
-    except Exception:
-        return None
-    return insertion_deletion
 
 
 def _short_error(exc: BaseException) -> str:
@@ -263,15 +225,15 @@ class CamExplorer(anywidget.AnyWidget):
             raise ValueError("mean and std must have 3 entries (RGB), std > 0")
 
         engine = _engine()
-        all_methods, fast_methods = _methods_registry()
-        self._fast = set(fast_methods) or {"cam", "gradcam", "gradcam++", "hirescam", "xgradcam", "layercam"}
+        all_methods = METHODS
+        self._fast = {name for name, cls in METHOD_CLASSES.items() if cls.interactive}
         self._model = model
         self._mean = tuple(float(m) for m in mean)
         self._std = tuple(float(s) for s in std)
         self._topk = int(topk)
         self._curve_steps = max(2, int(curve_steps))
         self._want_curves = bool(curves)
-        self._metric = _insertion_deletion() if curves else None
+        self._metric = insertion_deletion if curves else None
         self._Cancelled = engine.Cancelled
 
         # images -> inputs + display pixels
@@ -290,7 +252,7 @@ class CamExplorer(anywidget.AnyWidget):
 
         # one forward pass on the first image: clear error now if the model cannot run
         x0 = self._inputs[:1]
-        self._model_lock = _lock_for(model)
+        self._model_lock = model_lock(model)
         self._explainers: dict[str, Any] = {}
         self._probs: dict[int, np.ndarray] = {}
         try:
@@ -367,6 +329,7 @@ class CamExplorer(anywidget.AnyWidget):
         self._curves: _LRU = _LRU(_MAP_CACHE)
         self._errors: dict[Hashable, str] = {}
         self._timings: dict[Hashable, float] = {}
+        self._precisions: dict[Hashable, str] = {}  # what each map's forwards ran at
         self._bases: dict[int, bytes] = {}
         self._paused = False
         self._closed = False
@@ -488,7 +451,7 @@ class CamExplorer(anywidget.AnyWidget):
     # ---------------------------------------------------------------- validation helpers
     @staticmethod
     def _check_method(name: Any) -> str:
-        all_methods, _ = _methods_registry()
+        all_methods = METHODS
         if not isinstance(name, str):
             raise TypeError(f"method must be a string, one of {', '.join(all_methods)}; got {name!r}")
         key = name.lower().replace("-", "").replace("_", "").replace("plusplus", "++")
@@ -588,6 +551,7 @@ class CamExplorer(anywidget.AnyWidget):
             with self._lock:
                 self._maps.put(key, arr)
                 self._timings[key] = time.perf_counter() - start
+                self._precisions[key] = ex.precision_used or "fp32"
                 self._errors.pop(key, None)
         except self._Cancelled:
             pass
@@ -842,6 +806,8 @@ class CamExplorer(anywidget.AnyWidget):
         }
         if key in self._timings:
             info["seconds"] = round(self._timings[key], 4)
+        if key in self._precisions:
+            info["precision"] = self._precisions[key]
         return info
 
     def _publish_all(self) -> None:
@@ -940,6 +906,7 @@ class CamExplorer(anywidget.AnyWidget):
                     secs = self._timings.get(key) if key is not None else None
                     self.message = (
                         f"{METHOD_LABELS.get(key[1], key[1])} in {secs * 1000:.0f} ms"
+                        f" · {self._precisions.get(key, 'fp32')}"
                         if key is not None and secs is not None
                         else ""
                     )

@@ -11,8 +11,9 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
+from camwidget.metrics.insertion_deletion import insertion_deletion
 from camwidget.widget.codecs import IMAGENET_MEAN, IMAGENET_STD, blend, encode_levels, load_images
-from camwidget.widget.explorer import COLORMAPS, METHOD_LABELS, CamExplorer, _insertion_deletion
+from camwidget.widget.explorer import COLORMAPS, METHOD_LABELS, CamExplorer
 
 __all__ = ["show"]
 
@@ -86,7 +87,7 @@ def show(
         maps = {m: ex(x, target=cls, method=m)[0].detach().float().cpu().numpy() for m in names_m}
         layer_name = ex.layer_name
 
-    metric = _insertion_deletion() if curves else None
+    metric = insertion_deletion if curves else None
     results = {}
     if metric is not None:
         h, w = rgb.shape[:2]
