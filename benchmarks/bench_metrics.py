@@ -154,12 +154,7 @@ def worker(contender: str, n_images: int, curves_path: str | None) -> dict:
     elif curves_path is not None:
         np.save(curves_path, torch.stack([result[0], result[1]]).float().cpu().numpy())
     if contender == "camwidget":
-        from camwidget.engine import batching
-
-        out["plan"] = [
-            {"precision": p.precision, "batch_size": p.batch_size}
-            for p in batching._PLANS.get(model, {}).values()
-        ]
+        out["plan"] = [{"precision": getattr(result, "precision", None)}]
     return out
 
 

@@ -49,6 +49,7 @@ def main() -> None:
 
     from camwidget import Explainer
     from camwidget.engine import batching
+    from camwidget.engine.precision import autocast
     from camwidget.methods import score
 
     if a.threads:
@@ -74,11 +75,24 @@ def main() -> None:
     score.channel_masks = timed("channel masks (upsample + min-max)", score.channel_masks)
     forward = batching.ForwardRunner._forward
     batching.ForwardRunner._forward = timed("batched forwards (incl. layout copy)", forward)
+    runners: list[batching.ForwardRunner] = []
+    logits = batching.ForwardRunner.logits
+
+    def recorded(self, make_batch, total):
+        runners.append(self)
+        return logits(self, make_batch, total)
+
+    batching.ForwardRunner.logits = recorded
     explainer = Explainer(model, "layer4", precision=a.precision)
     start = time.perf_counter()
     explainer(x, method="scorecam")
     total = time.perf_counter() - start
-    plan = next(iter(batching._PLANS[model].values()))
+    runner = runners[-1]
+    plan = {
+        "precision": runner.precision_used,
+        "batch_size": runner.batch_size_used,
+        "runs on": runner.executor,
+    }
     print(f"{a.model}: steady-state Score-CAM {total:.2f} s; plan {plan}")
     accounted = 0.0
     for name, seconds in spent.items():
@@ -87,15 +101,17 @@ def main() -> None:
     # make_batch = masks + the index/gather/multiply around them; the remainder is everything else
     print(f"  {'other (capture forward, mul, cache, weights)':42s} {total - accounted:7.2f} s")
 
-    # plain inference at the same plan, on the same twin, same number of images
+    # plain inference at the same plan, on the same private copy, same number of images
     batching.ForwardRunner._forward = forward
-    twin = batching.layout_twin(model)
+    batching.ForwardRunner.logits = logits
+    twin = runner._module
     n_maps = _channels(model, x)
-    xb = x.expand(plan.batch_size, -1, -1, -1).contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode(), batching.autocast(torch.device("cpu"), plan.precision):
+    size = plan["batch_size"]
+    xb = x.expand(size, -1, -1, -1).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), autocast(torch.device("cpu"), plan["precision"]):
         twin(xb)
         start = time.perf_counter()
-        for _ in range(-(-n_maps // plan.batch_size)):
+        for _ in range(-(-n_maps // size)):
             twin(xb)
         plain = time.perf_counter() - start
     print(f"  plain inference of {n_maps} images at that plan: {plain:.2f} s ({n_maps / plain:.1f} img/s)")

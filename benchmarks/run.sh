@@ -41,6 +41,10 @@ PY
 
 "$PY" benchmarks/bench_scorecam.py "$@"
 "$PY" benchmarks/bench_metrics.py "$@"
+# Score-CAM's peak memory on one 2048x2048 image (its own options: --quick = 1 round).
+mem=()
+for arg in "$@"; do if [ "$arg" = --quick ]; then mem=(--quick); fi; done
+"$PY" benchmarks/bench_memory.py "${mem[@]}"
 # The dataset-audit benchmark has its own owner and options (no --quick: one round instead).
 if [ -f benchmarks/bench_audit.py ]; then
   quick=()
