@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -11,7 +12,7 @@ from torch import nn
 
 from camwidget.engine.hooks import preserved_state
 
-__all__ = ["LayerInfo", "candidate_layers", "default_layer", "layer_name", "resolve_layer"]
+__all__ = ["LayerInfo", "candidate_layers", "default_layer", "layer_name", "resolve_layer", "split_entry"]
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,13 @@ def candidate_layers(
     names = {m: n for n, m in model.named_modules() if n}
 
     def hook(module: nn.Module, args: object, output: object) -> None:
-        if isinstance(output, torch.Tensor) and module in names:
+        if module not in names:
+            return
+        if isinstance(output, torch.Tensor):
             records.append((names[module], output))
+        elif isinstance(output, dict | list | tuple):  # feature pyramids: each tensor entry, as "name:key"
+            items = output.items() if isinstance(output, dict) else enumerate(output)
+            records.extend((f"{names[module]}:{k}", v) for k, v in items if isinstance(v, torch.Tensor))
 
     with preserved_state(model), torch.no_grad():
         handles = [m.register_forward_hook(hook) for m in names]
@@ -101,8 +107,8 @@ def candidate_layers(
                 t = reshape_transform(out)
             except Exception:  # a transform meant for another layer's token shape
                 continue
-        if t.ndim != 4 or t.shape[-1] * t.shape[-2] <= 1:
-            continue
+        if t.ndim not in (4, 5) or math.prod(t.shape[2:]) <= 1 or t.shape[0] != example_input.shape[0]:
+            continue  # not spatial, or not one row per image (a detector's per-box features)
         key = (out.data_ptr(), out.storage_offset(), tuple(out.shape))
         members = groups.setdefault(key, [])
         if name not in members:
@@ -116,7 +122,7 @@ def candidate_layers(
         members = [n for n in groups[key] if last_group[n] == key]
         if not members:
             continue
-        containers = [n for n in members if _is_container(modules[n])]
+        containers = [n for n in members if n in modules and _is_container(modules[n])]
         chosen = max(containers, key=lambda n: n.count(".")) if containers else members[-1]
         infos.append(LayerInfo(chosen, shapes[key], tuple(n for n in members if n != chosen)))
     return infos
@@ -139,13 +145,35 @@ def default_layer(model: nn.Module, example_input: torch.Tensor | None = None, *
         example_input = torch.zeros(1, 3, 224, 224, device=device, dtype=dtype)
     with preserved_state(model), torch.no_grad():
         out = model(example_input)
-    num_classes = out.shape[-1] if isinstance(out, torch.Tensor) else -1
+    num_classes = _class_count(out)
     features = [i for i in infos if i.shape[0] != num_classes]
     return (features or infos)[-1].name
 
 
+def _class_count(output: object) -> int:
+    """K for (N, K) logits or (N, K, H, W) segmentation scores (in a tuple or a dict's 'out'); else -1."""
+    value = output["out"] if isinstance(output, dict) and "out" in output else output
+    if isinstance(value, list | tuple) and value and isinstance(value[0], torch.Tensor):
+        value = value[0]
+    if not isinstance(value, torch.Tensor) and isinstance(getattr(value, "logits", None), torch.Tensor):
+        value = value.logits
+    if isinstance(value, torch.Tensor) and value.ndim in (2, 4):
+        return int(value.shape[1])
+    return -1
+
+
+def split_entry(name: str) -> tuple[str, str | None]:
+    """``"backbone.fpn:0"`` -> ``("backbone.fpn", "0")``: a module name and the entry of its dict/tuple
+    output to explain (None for a module whose output is one tensor)."""
+    module, sep, entry = name.partition(":")
+    return (module, entry) if sep else (name, None)
+
+
 def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module]:
     """Return ``(name, module)`` for a dotted name or a submodule of ``model``.
+
+    A name may end in ``:entry`` to pick one tensor of a layer whose output is a dict, tuple or list (a
+    feature pyramid's ``"backbone.fpn:0"``); the name returned keeps the entry.
 
     Raises:
         ValueError: the name is not a module of the model (the message lists close matches and the
@@ -161,8 +189,11 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Mod
         raise TypeError(f"layer must be a module name (str) or an nn.Module, got {type(layer).__name__}")
     if layer in modules and layer:
         return layer, modules[layer]
+    module, entry = split_entry(layer)
+    if entry is not None and module in modules and module and entry:
+        return layer, modules[module]
     top = [n for n in modules if n and "." not in n]
-    close = difflib.get_close_matches(layer, [n for n in modules if n], n=4)
+    close = difflib.get_close_matches(module, [n for n in modules if n], n=4)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise ValueError(f"layer {layer!r} not found{hint} candidates: {', '.join(top)}")
 

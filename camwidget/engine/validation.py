@@ -50,16 +50,20 @@ def model_dtype(model: nn.Module) -> torch.dtype | None:
 
 
 def check_inputs(inputs: object, model: nn.Module | None = None) -> torch.Tensor:
-    """A (N, C, H, W) finite float tensor with N >= 1; with ``model``, of the model's floating dtype.
+    """A (N, C, H, W) or (N, C, T, H, W) finite float tensor with N >= 1; with ``model``, of the model's
+    floating dtype.
 
     The channel count is not checked here: the first layer the input reaches knows it (a grayscale model may
     expand 1 channel to 3 before its backbone); :func:`running_model` turns a mismatch into a clear error.
     """
     if not isinstance(inputs, torch.Tensor):
         raise TypeError(f"inputs must be a (N, C, H, W) torch.Tensor, got {type(inputs).__name__}")
-    if inputs.ndim != 4:
+    if inputs.ndim not in (4, 5):
         hint = " (add a batch dimension with inputs.unsqueeze(0))" if inputs.ndim == 3 else ""
-        raise ValueError(f"inputs must have shape (N, C, H, W); got {tuple(inputs.shape)}{hint}")
+        raise ValueError(
+            f"inputs must have shape (N, C, H, W) (images) or (N, C, T, H, W) (video, volumes); got "
+            f"{tuple(inputs.shape)}{hint}"
+        )
     if not inputs.is_floating_point():
         raise TypeError(f"inputs must be a float tensor (preprocessed), got {inputs.dtype}")
     if inputs.shape[0] == 0:
