@@ -2,6 +2,8 @@
 
 - :func:`insertion_deletion` -- RISE's insertion and deletion curves and AUCs (:class:`Curves`), with
   :func:`perturbed_image` for the image scored at any step.
+- :func:`road` -- ROAD (remove and debias): the probability change after imputing a percentile of the most
+  or least relevant pixels by noisy linear imputation; :func:`road_images` shows the imputed inputs.
 - :func:`average_drop_increase_gain` -- Average Drop / Increase / Gain. Read AD beside AG: an all-ones map
   scores a perfect AD = 0 (and AG = 0).
 - :func:`sanity_check` -- cascading model-parameter randomisation (Adebayo et al. 2018), with
@@ -14,6 +16,7 @@ Every function leaves the model exactly as it came and validates its arguments b
 
 from camwidget.metrics.compare import COLUMNS, Comparison, compare_methods
 from camwidget.metrics.confidence import average_drop_increase_gain, masked_inputs
+from camwidget.metrics.imputation import linear_imputation
 from camwidget.metrics.insertion_deletion import (
     SUBSTRATES,
     Curves,
@@ -25,6 +28,7 @@ from camwidget.metrics.insertion_deletion import (
     saliency_ranks,
 )
 from camwidget.metrics.localization import energy_pointing_game, pointing_game, region_masks
+from camwidget.metrics.road import road, road_images, road_masks
 from camwidget.metrics.sanity import sanity_check, spearman, ssim
 
 __all__ = [
@@ -38,11 +42,15 @@ __all__ = [
     "compare_methods",
     "energy_pointing_game",
     "insertion_deletion",
+    "linear_imputation",
     "masked_inputs",
     "perturbed_image",
     "pointing_game",
     "region_masks",
     "rise_blur_kernel",
+    "road",
+    "road_images",
+    "road_masks",
     "saliency_ranks",
     "sanity_check",
     "spearman",
