@@ -9,7 +9,6 @@ import math
 import numpy as np
 import pytest
 import torch
-import torchvision
 from pytorch_grad_cam.metrics.perturbation_confidence import RemoveMostRelevantFirst
 from pytorch_grad_cam.metrics.road import (
     NoisyLinearImputer,
@@ -17,64 +16,23 @@ from pytorch_grad_cam.metrics.road import (
     ROADMostRelevantFirst,
 )
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
-from torch import nn
-from torchvision.transforms import functional as TF
 
 from camwidget import explain
-from camwidget.data import sample_image
 from camwidget.engine.batching import Cancelled
 from camwidget.metrics import linear_imputation, road, road_images, road_masks
 from camwidget.metrics.road import percentile_thresholds
 
-from .conftest import RegionMean, TinyCNN, assert_untouched, snapshot
-
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+from .conftest import CountingModel, RegionMean, TinyCNN, assert_untouched, snapshot
 
 
 def sigmoid(v: float) -> float:
     return 1 / (1 + math.exp(-v))
 
 
-def photo(name: str = "chelsea", size: int = 224) -> torch.Tensor:
-    image = TF.center_crop(TF.resize(sample_image(name).convert("RGB"), size * 8 // 7), size)
-    return TF.normalize(TF.to_tensor(image), MEAN, STD).unsqueeze(0)
-
-
-@pytest.fixture(scope="module")
-def resnet() -> nn.Module:
-    """torchvision resnet18, random init (seed 0), its classifier scaled so the photo's top class has a
-    probability well above chance (so a 1e-4 agreement in probability is a real check)."""
-    state = torch.random.get_rng_state()
-    torch.manual_seed(0)
-    model = torchvision.models.resnet18(weights=None).eval()
-    torch.random.set_rng_state(state)
-    with torch.no_grad():
-        model.fc.weight.mul_(40)
-    return model
-
-
-@pytest.fixture(scope="module")
-def cat() -> torch.Tensor:
-    return photo("chelsea")
-
-
 @pytest.fixture(scope="module")
 def cat_map(resnet, cat) -> torch.Tensor:
     """Grad-CAM at layer3 (14×14 upsampled): ~44k distinct values, a few ReLU zeros."""
     return explain(resnet, cat, method="gradcam", layer="layer3", precision="fp32")
-
-
-class CountingModel(nn.Module):
-    """Wraps a model and counts forward passes."""
-
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-        self.calls = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        return self.inner(x)
 
 
 # -- the percentile rule -----------------------------------------------------------------------------------
