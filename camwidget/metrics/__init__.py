@@ -8,6 +8,9 @@
   scores a perfect AD = 0 (and AG = 0). :func:`confidence_change` -- pytorch-grad-cam's Drop in
   Confidence and Increase in Confidence.
 - :func:`sparseness` (Gini), :func:`complexity` (entropy), :func:`l1_complexity` -- from the maps alone.
+- :func:`coherency`, :func:`adcc`, :func:`arcc` -- is the map stable when the image is masked by it, and
+  the harmonic-mean scores built on it.
+- :func:`random_logit` -- the map of a random other class compared with the target's (SSIM).
 - :func:`sanity_check` -- cascading model-parameter randomisation (Adebayo et al. 2018), with
   :func:`spearman` and :func:`ssim`.
 - :func:`energy_pointing_game`, :func:`pointing_game` -- localisation against boxes or masks.
@@ -16,6 +19,7 @@
 Every function leaves the model exactly as it came and validates its arguments before any forward pass.
 """
 
+from camwidget.metrics.coherency import adcc, arcc, coherency, pearson
 from camwidget.metrics.compare import COLUMNS, Comparison, compare_methods
 from camwidget.metrics.complexity import complexity, l1_complexity, sparseness
 from camwidget.metrics.confidence import average_drop_increase_gain, confidence_change, masked_inputs
@@ -31,6 +35,7 @@ from camwidget.metrics.insertion_deletion import (
     saliency_ranks,
 )
 from camwidget.metrics.localization import energy_pointing_game, pointing_game, region_masks
+from camwidget.metrics.random_logit import random_logit
 from camwidget.metrics.road import road, road_images, road_masks
 from camwidget.metrics.sanity import sanity_check, spearman, ssim
 
@@ -39,9 +44,12 @@ __all__ = [
     "SUBSTRATES",
     "Comparison",
     "Curves",
+    "adcc",
+    "arcc",
     "auc",
     "average_drop_increase_gain",
     "blur_images",
+    "coherency",
     "compare_methods",
     "complexity",
     "confidence_change",
@@ -50,8 +58,10 @@ __all__ = [
     "l1_complexity",
     "linear_imputation",
     "masked_inputs",
+    "pearson",
     "perturbed_image",
     "pointing_game",
+    "random_logit",
     "region_masks",
     "rise_blur_kernel",
     "road",
