@@ -20,7 +20,7 @@ Every function leaves the model exactly as it came and validates its arguments b
 """
 
 from camwidget.metrics.coherency import adcc, arcc, coherency, pearson
-from camwidget.metrics.compare import COLUMNS, Comparison, compare_methods
+from camwidget.metrics.compare import BETTER, COLUMNS, METRICS, UNITS, Comparison, compare_methods
 from camwidget.metrics.complexity import complexity, l1_complexity, sparseness
 from camwidget.metrics.confidence import average_drop_increase_gain, confidence_change, masked_inputs
 from camwidget.metrics.imputation import linear_imputation
@@ -40,8 +40,11 @@ from camwidget.metrics.road import road, road_images, road_masks
 from camwidget.metrics.sanity import sanity_check, spearman, ssim
 
 __all__ = [
+    "BETTER",
     "COLUMNS",
+    "METRICS",
     "SUBSTRATES",
+    "UNITS",
     "Comparison",
     "Curves",
     "adcc",
