@@ -7,6 +7,7 @@ Everything here validates *before* the model runs, so a bad argument raises ``Va
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -14,7 +15,17 @@ from torch import nn
 from camwidget.engine.batching import model_device
 from camwidget.engine.validation import check_logits
 
-__all__ = ["check_maps", "check_normalisation", "model_device", "predict", "target_probabilities"]
+__all__ = [
+    "check_maps",
+    "check_normalisation",
+    "explainer_for",
+    "model_device",
+    "predict",
+    "target_probabilities",
+]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from camwidget.engine.explainer import Explainer
 
 _PREDICT_CHUNK = 16
 
@@ -86,3 +97,31 @@ def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def target_probabilities(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Softmax probability of ``targets`` (B,) under (B, K) logits, float32."""
     return torch.softmax(logits.float(), dim=1).gather(1, targets.view(-1, 1).to(logits.device)).squeeze(1)
+
+
+def explainer_for(
+    model: nn.Module, method: object, layer: object, options: dict[str, Any]
+) -> tuple[Explainer, bool]:
+    """The :class:`~camwidget.engine.explainer.Explainer` a metric that explains again should use, and
+    whether the metric made it (and so releases it).
+
+    ``method`` is a method name (a new Explainer on ``model`` at ``layer`` with ``options``) or an
+    Explainer of ``model`` (used as it is; ``layer`` and ``options`` must then be left out).
+    """
+    from camwidget.engine.explainer import Explainer
+    from camwidget.methods.registry import get_method
+
+    if isinstance(method, Explainer):
+        if method.model is not model:
+            raise ValueError(
+                "the Explainer passed as method explains another model; pass one made for this model"
+            )
+        if layer is not None or options:
+            raise ValueError(
+                "layer and method options belong to the Explainer passed as method; leave them out here"
+            )
+        return method, False
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a method name or a camwidget.Explainer; got {type(method).__name__}")
+    get_method(method)  # an unknown name fails here, before any forward
+    return Explainer(model, layer, method, **options), True  # type: ignore[arg-type]

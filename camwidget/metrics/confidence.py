@@ -14,6 +14,9 @@ flaw. Likewise a map that keeps everything but one pixel scores an excellent AD.
 Conventions: a term whose denominator is 0 (p = 0 for AD, p = 1 for AG) is 0, since its numerator is then
 0 as well. p and o come from the same batched stream of forwards (the engine's precision choice), so an
 input that is unchanged by masking scores o = p exactly.
+
+:func:`confidence_change` gives pytorch-grad-cam's per-image Drop in Confidence (max(0, p − o), absolute)
+and Increase in Confidence (1[o > p]) from the same stream, on probabilities or logits.
 """
 
 from __future__ import annotations
@@ -36,9 +39,17 @@ from camwidget.metrics._common import (
     target_probabilities,
 )
 
-__all__ = ["MASKINGS", "average_drop_increase_gain", "confidence_scores", "masked_inputs"]
+__all__ = [
+    "MASKINGS",
+    "SCORES",
+    "average_drop_increase_gain",
+    "confidence_change",
+    "confidence_scores",
+    "masked_inputs",
+]
 
 MASKINGS = ("model", "pixel")
+SCORES = ("probability", "logit")
 
 
 def masked_inputs(
@@ -75,6 +86,40 @@ def confidence_scores(p: torch.Tensor, o: torch.Tensor) -> dict[str, torch.Tenso
     drop = torch.where(p > 0, (p - o).clamp_min(0) / safe_p, torch.zeros_like(p)) * 100
     gain = torch.where(p < 1, (o - p).clamp_min(0) / safe_q, torch.zeros_like(p)) * 100
     return {"drop": drop, "increase": p < o, "gain": gain}
+
+
+def _original_and_masked_logits(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    maps: torch.Tensor,
+    wanted: torch.Tensor | None,
+    masking: str,
+    mean: Sequence[float],
+    std: Sequence[float],
+    precision: str,
+    batch_size: int | str,
+) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """(targets (N,), logits (2N, K), precision used) on the model's device: items 0..N-1 are the
+    originals, N..2N-1 the images masked by their maps, all in one stream of forwards (so an unchanged input
+    scores the same)."""
+    device = model_device(model)
+    mu, sigma = check_normalisation(mean, std, inputs.shape[1], device)
+    x = inputs.detach().to(device)
+    maps_d = maps.to(device)
+    n = x.shape[0]
+
+    def make_batch(start: int, stop: int) -> torch.Tensor:
+        j = torch.arange(start, stop, device=device)
+        img = j % n
+        keep = torch.where((j < n).view(-1, 1, 1), torch.ones_like(maps_d[img]), maps_d[img])
+        return masked_inputs(x[img], keep, masking=masking, mean=mu, std=sigma)
+
+    with preserved_state(model):
+        reference = predict(model, x)
+        targets = resolve_targets(wanted, reference)
+        runner = ForwardRunner(model, precision=precision, batch_size=batch_size, reference=(x, reference))
+        logits = runner.logits(make_batch, 2 * n)
+    return targets, logits, runner.precision_used or "fp32"
 
 
 def average_drop_increase_gain(
@@ -115,24 +160,10 @@ def average_drop_increase_gain(
     maps = check_maps(maps, inputs, unit_range=True)
     if masking not in MASKINGS:
         raise ValueError(f"masking must be 'model' or 'pixel'; got {masking!r}")
-    device = model_device(model)
-    mu, sigma = check_normalisation(mean, std, inputs.shape[1], device)
-    x = inputs.detach().to(device)
-    maps_d = maps.to(device)
-    n = x.shape[0]
-
-    def make_batch(start: int, stop: int) -> torch.Tensor:
-        # Items 0..N-1 are the originals, N..2N-1 the masked images.
-        j = torch.arange(start, stop, device=device)
-        img = j % n
-        keep = torch.where((j < n).view(-1, 1, 1), torch.ones_like(maps_d[img]), maps_d[img])
-        return masked_inputs(x[img], keep, masking=masking, mean=mu, std=sigma)
-
-    with preserved_state(model):
-        reference = predict(model, x)
-        targets = resolve_targets(wanted, reference)
-        runner = ForwardRunner(model, precision=precision, batch_size=batch_size, reference=(x, reference))
-        logits = runner.logits(make_batch, 2 * n)
+    targets, logits, used = _original_and_masked_logits(
+        model, inputs, maps, wanted, masking, mean, std, precision, batch_size
+    )
+    n = inputs.shape[0]
     probs = target_probabilities(logits, targets.repeat(2))
     p, o = probs[:n], probs[n:]
     terms = confidence_scores(p, o)
@@ -147,5 +178,78 @@ def average_drop_increase_gain(
         "increase": terms["increase"].to(out_device),
         "gain": terms["gain"].to(out_device),
         "targets": targets.to(out_device),
-        "precision": runner.precision_used or "fp32",
+        "precision": used,
+    }
+
+
+def confidence_change(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    maps: torch.Tensor,
+    target: Target = None,
+    *,
+    score: str = "probability",
+    masking: str = "model",
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    precision: str = "auto",
+    batch_size: int | str = "auto",
+) -> dict[str, Any]:
+    """Drop in Confidence and Increase in Confidence, per image, as pytorch-grad-cam defines them.
+
+    With s the target's score on the image and s' on the image multiplied by its map (pytorch-grad-cam's
+    ``CamMultImageConfidenceChange``: the model's input tensor times the map):
+
+    - change = s' − s;
+    - Drop in Confidence = max(0, s − s') (``DropInConfidence``): an *absolute* drop, where Average Drop
+      divides by s;
+    - Increase in Confidence = 1 if s' > s else 0 (``IncreaseInConfidence``); its mean over images is
+      Average Increase / 100.
+
+    Args:
+        model: classifier returning (N, K) logits; left exactly as it came.
+        inputs: (N, C, H, W) float tensor, preprocessed as the model expects.
+        maps: (N, H, W) (or (N, 1, H, W)) maps in [0, 1] at the input resolution.
+        target: None (default: the class predicted on each original image, fp32 forward), an int, or N ints.
+        score: "probability" (default: the softmax probability, pytorch-grad-cam's
+            ``ClassifierOutputSoftmaxTarget``) or "logit" (``ClassifierOutputTarget``).
+        masking, mean, std: as in :func:`average_drop_increase_gain` ("model", pytorch-grad-cam's, is the
+            default).
+        precision, batch_size: for the 2N forwards, see :class:`~camwidget.engine.batching.ForwardRunner`.
+
+    Returns:
+        A dict of (N,) float32 tensors on the inputs' device: "drop_in_confidence", "increase_in_confidence"
+        (0. or 1.), "change", "before" (s), "after" (s'), and "targets" (N,) int64; "precision": what the
+        forwards ran at.
+
+    Raises:
+        ValueError: maps of the wrong shape, not finite or outside [0, 1]; unknown score or masking; a
+            target out of range. Checked before the masked forwards; the model is untouched.
+    """
+    model, inputs, wanted = check_call(model, inputs, target, precision=precision, batch_size=batch_size)
+    maps = check_maps(maps, inputs, unit_range=True)
+    if score not in SCORES:
+        raise ValueError(f"score must be 'probability' or 'logit'; got {score!r}")
+    if masking not in MASKINGS:
+        raise ValueError(f"masking must be 'model' or 'pixel'; got {masking!r}")
+    targets, logits, used = _original_and_masked_logits(
+        model, inputs, maps, wanted, masking, mean, std, precision, batch_size
+    )
+    n = inputs.shape[0]
+    both = targets.repeat(2)
+    if score == "probability":
+        values = target_probabilities(logits, both)
+    else:
+        values = logits.float().gather(1, both.view(-1, 1)).squeeze(1)
+    before, after = values[:n], values[n:]
+    change = after - before
+    out_device = inputs.device
+    return {
+        "drop_in_confidence": (-change).clamp_min(0).to(out_device),
+        "increase_in_confidence": (change > 0).float().to(out_device),
+        "change": change.to(out_device),
+        "before": before.to(out_device),
+        "after": after.to(out_device),
+        "targets": targets.to(out_device),
+        "precision": used,
     }
