@@ -399,7 +399,7 @@ class DetectionBox(Target):
         for i, det in enumerate(output):
             boxes, labels, confidence = det["boxes"], det["labels"], det["scores"]
             box = self.box[i if self.box.shape[0] > 1 else 0].to(boxes.device, boxes.dtype)
-            best = confidence.new_zeros(())
+            best = confidence.sum() * 0  # no match: 0, still part of the graph (the map is then all zero)
             mine = labels == self.label
             if bool(mine.any()):
                 overlap = box_iou(box.view(1, 4), boxes[mine])[0]

@@ -184,7 +184,8 @@ class Explainer:
                         f"layer {self.layer_name!r} did not run during the model's forward pass; choose a "
                         "layer the input goes through (camwidget.candidate_layers(model) lists them)"
                     )
-                bound = wanted.prepare(output, self._plain_run)
+                with capture.paused():
+                    bound = wanted.prepare(output, self._plain_run)
                 with torch.enable_grad() if cam.needs_gradients else torch.no_grad():
                     scores = check_scores(bound(output), n)
                 gradients = None

@@ -117,6 +117,7 @@ class LayerCapture:
         self.reshape_transform = reshape_transform
         self.leaf: torch.Tensor | None = None
         self._handle: Any = None
+        self._paused = False
 
     def _pick(self, output: Any) -> tuple[torch.Tensor, Callable[[torch.Tensor], Any]]:
         """The captured tensor and a function that puts a replacement for it back into the output."""
@@ -162,7 +163,19 @@ class LayerCapture:
             return f"returns a single {type(output).__name__}; it has no entry {self.entry!r}"
         return f"returns a {type(output).__name__}, not a tensor; choose a layer with an (N, C, h, w) output"
 
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Other forwards of the model inside the block (a target embedding a reference image) leave the
+        capture alone."""
+        self._paused = True
+        try:
+            yield
+        finally:
+            self._paused = False
+
     def _hook(self, module: nn.Module, args: Any, output: Any) -> Any:
+        if self._paused:
+            return None
         value, put_back = self._pick(output)
         leaf = value.detach().clone()
         self.leaf = leaf

@@ -21,17 +21,16 @@ __all__ = [
     "Target",
     "check_call",
     "check_inputs",
-    "check_logits",
     "check_model",
     "check_runner_options",
     "check_target_values",
     "model_dtype",
-    "resolve_targets",
     "running_model",
 ]
 
-Target = int | Sequence[int] | torch.Tensor | None
-"""None (each image's predicted class), one int for every image, or one int per image."""
+Target = object
+"""What ``target=`` takes: None (each image's predicted class), one int for every image, one int per image,
+a :class:`camwidget.targets.Target` or any callable ``f(output) -> Tensor[N]`` (:mod:`camwidget.targets`)."""
 
 
 def check_model(model: object) -> nn.Module:
@@ -99,14 +98,6 @@ def running_model(inputs: torch.Tensor) -> Iterator[None]:
         ) from exc
 
 
-def check_logits(out: object) -> torch.Tensor:
-    """The model's output if it is (N, num_classes) logits, else a ``TypeError``."""
-    if not isinstance(out, torch.Tensor) or out.ndim != 2:
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise TypeError(f"the model must return (N, num_classes) logits; it returned {shape}")
-    return out
-
-
 def check_runner_options(precision: str, batch_size: int | str) -> None:
     """``precision`` in :data:`PRECISIONS`; ``batch_size`` "auto" or a positive int."""
     if precision not in PRECISIONS:
@@ -155,31 +146,24 @@ def check_target_values(target: Target, n: int) -> torch.Tensor | None:
     return t
 
 
-def resolve_targets(target: torch.Tensor | None, logits: torch.Tensor) -> torch.Tensor:
-    """(N,) int64 targets on the logits' device: checked ones against K classes, or the argmax."""
-    k = logits.shape[1]
-    if target is None:
-        return logits.detach().argmax(dim=1)
-    if bool((target >= k).any()):
-        raise ValueError(f"target {target.tolist()} out of range: the model has {k} classes (0..{k - 1})")
-    return target.to(logits.device)
-
-
 def check_call(
     model: object,
     inputs: object,
-    target: Target = None,
+    target: object = None,
     *,
     precision: str = "auto",
     batch_size: int | str = "auto",
-) -> tuple[nn.Module, torch.Tensor, torch.Tensor | None]:
+) -> tuple[nn.Module, torch.Tensor, Target]:
     """The checks every public entry point makes before touching the model, in one call.
 
     Returns:
-        ``(model, inputs, wanted)`` with ``wanted`` the (N,) int64 CPU targets, or None for "predicted
-        class" (resolve it against logits with :func:`resolve_targets`).
+        ``(model, inputs, target)`` with ``target`` a :class:`camwidget.targets.Target` (a bare class index
+        or "predicted class" as a :class:`~camwidget.targets.ClassIndex`); bind it to the unperturbed
+        output with ``target.prepare(output, run)``.
     """
+    from camwidget.targets import as_target
+
     model = check_model(model)
     inputs = check_inputs(inputs, model)
     check_runner_options(precision, batch_size)
-    return model, inputs, check_target_values(target, inputs.shape[0])
+    return model, inputs, as_target(target, inputs.shape[0])

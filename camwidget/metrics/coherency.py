@@ -24,8 +24,8 @@ from torch import nn
 
 from camwidget.engine.explainer import IMAGENET_MEAN, IMAGENET_STD, Explainer
 from camwidget.engine.hooks import preserved_state
-from camwidget.engine.validation import Target, check_call, resolve_targets
-from camwidget.metrics._common import check_maps, explainer_for, model_device, predict
+from camwidget.engine.validation import Target, check_call
+from camwidget.metrics._common import check_maps, explainer_for, fixed_target, model_device
 from camwidget.metrics.complexity import l1_complexity
 from camwidget.metrics.confidence import MASKINGS, average_drop_increase_gain, masked_inputs
 from camwidget.metrics.road import check_percentiles, road
@@ -118,7 +118,7 @@ def coherency(
     try:
         x = inputs.detach().to(model_device(model))
         with preserved_state(model):
-            targets = resolve_targets(wanted, predict(model, x))
+            targets = fixed_target(model, x, wanted)
         first = explainer(x, targets) if maps is None else maps.to(x.device)
         masked = masked_inputs(x, first, masking=masking, mean=mean, std=std)
         again = explainer(masked, targets)
@@ -159,7 +159,7 @@ def adcc(
     try:
         x = inputs.detach().to(model_device(model))
         with preserved_state(model):
-            targets = resolve_targets(wanted, predict(model, x))
+            targets = fixed_target(model, x, wanted)
         if maps is None:
             maps = explainer(x, targets)
         coh = coherency(model, x, maps, targets, method=explainer, masking=masking, mean=mean, std=std)
@@ -212,7 +212,7 @@ def arcc(
     try:
         x = inputs.detach().to(model_device(model))
         with preserved_state(model):
-            targets = resolve_targets(wanted, predict(model, x))
+            targets = fixed_target(model, x, wanted)
         if maps is None:
             maps = explainer(x, targets)
         coh = coherency(model, x, maps, targets, method=explainer)

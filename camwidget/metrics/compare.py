@@ -22,9 +22,9 @@ from torch import nn
 
 from camwidget.engine.explainer import IMAGENET_MEAN, IMAGENET_STD, Explainer
 from camwidget.engine.hooks import preserved_state
-from camwidget.engine.validation import Target, check_call, resolve_targets
+from camwidget.engine.validation import Target, check_call
 from camwidget.methods.registry import METHODS, get_method, method_options
-from camwidget.metrics._common import model_device, predict
+from camwidget.metrics._common import fixed_target, model_device
 from camwidget.metrics.coherency import coherency
 from camwidget.metrics.complexity import complexity, sparseness
 from camwidget.metrics.confidence import MASKINGS, confidence_change, confidence_scores
@@ -314,7 +314,7 @@ def compare_methods(
         raise ValueError(f"masking must be 'model' or 'pixel'; got {masking!r}")
     x = inputs.detach().to(model_device(model))
     with preserved_state(model):
-        targets = resolve_targets(wanted, predict(model, x))
+        targets = fixed_target(model, x, wanted)
     n = x.shape[0]
     engine = {"precision": precision, "batch_size": batch_size, "mean": mean, "std": std}
     runner = {"precision": precision, "batch_size": batch_size}

@@ -30,14 +30,16 @@ from torch import nn
 from camwidget.engine.batching import ForwardRunner
 from camwidget.engine.explainer import IMAGENET_MEAN, IMAGENET_STD
 from camwidget.engine.hooks import preserved_state
-from camwidget.engine.validation import Target, check_call, resolve_targets
+from camwidget.engine.validation import Target, check_call
 from camwidget.metrics._common import (
+    Scorer,
     check_maps,
     check_normalisation,
     model_device,
-    predict,
+    score_reference,
     target_probabilities,
 )
+from camwidget.targets import ClassIndex
 
 __all__ = [
     "MASKINGS",
@@ -88,38 +90,50 @@ def confidence_scores(p: torch.Tensor, o: torch.Tensor) -> dict[str, torch.Tenso
     return {"drop": drop, "increase": p < o, "gain": gain}
 
 
-def _original_and_masked_logits(
+def _original_and_masked(
     model: nn.Module,
     inputs: torch.Tensor,
     maps: torch.Tensor,
-    wanted: torch.Tensor | None,
+    wanted: Target,
     masking: str,
     mean: Sequence[float],
     std: Sequence[float],
     precision: str,
     batch_size: int | str,
-) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """(targets (N,), logits (2N, K), precision used) on the model's device: items 0..N-1 are the
-    originals, N..2N-1 the images masked by their maps, all in one stream of forwards (so an unchanged input
-    scores the same)."""
+) -> tuple[Scorer, torch.Tensor, str]:
+    """``(scorer, values, precision used)``: items 0..N-1 are the originals, N..2N-1 the images masked by
+    their maps. ``values`` is (2N, K) logits for a class-index target (all in one stream of forwards, so an
+    unchanged input scores the same), else (2N,) target scores (one stream per image)."""
     device = model_device(model)
-    mu, sigma = check_normalisation(mean, std, inputs.shape[1], device)
     x = inputs.detach().to(device)
+    mu, sigma = check_normalisation(mean, std, inputs.shape[1], device, x.ndim - 2)
     maps_d = maps.to(device)
     n = x.shape[0]
+    ones = (1,) * (x.ndim - 2)
 
-    def make_batch(start: int, stop: int) -> torch.Tensor:
-        j = torch.arange(start, stop, device=device)
-        img = j % n
-        keep = torch.where((j < n).view(-1, 1, 1), torch.ones_like(maps_d[img]), maps_d[img])
-        return masked_inputs(x[img], keep, masking=masking, mean=mu, std=sigma)
+    def batch(images: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+        keep = torch.where(masked.view(-1, *ones), maps_d[images], torch.ones_like(maps_d[images]))
+        return masked_inputs(x[images], keep, masking=masking, mean=mu, std=sigma)
 
     with preserved_state(model):
-        reference = predict(model, x)
-        targets = resolve_targets(wanted, reference)
-        runner = ForwardRunner(model, precision=precision, batch_size=batch_size, reference=(x, reference))
-        logits = runner.logits(make_batch, 2 * n)
-    return targets, logits, runner.precision_used or "fp32"
+        scorer = score_reference(model, x, wanted)
+        if not scorer.per_image:
+            runner = ForwardRunner(
+                model, precision=precision, batch_size=batch_size, **scorer.stream(None, x)
+            )
+            j = torch.arange(2 * n, device=device)
+            values = runner.logits(lambda a, b: batch(j[a:b] % n, j[a:b] >= n), 2 * n)
+            return scorer, values, runner.precision_used or "fp32"
+        values = torch.empty(2 * n, device=device)
+        used = "fp32"
+        masked = torch.tensor([False, True], device=device)
+        for i in range(n):
+            runner = ForwardRunner(model, precision=precision, batch_size=batch_size, **scorer.stream(i, x))
+            image = torch.full((2,), i, device=device)
+            out = runner.logits(lambda a, b, image=image: batch(image[a:b], masked[a:b]), 2)
+            values[i], values[n + i] = out[0], out[1]
+            used = runner.precision_used if runner.precision_used != "fp32" else used
+    return scorer, values, used or "fp32"
 
 
 def average_drop_increase_gain(
@@ -160,12 +174,19 @@ def average_drop_increase_gain(
     maps = check_maps(maps, inputs, unit_range=True)
     if masking not in MASKINGS:
         raise ValueError(f"masking must be 'model' or 'pixel'; got {masking!r}")
-    targets, logits, used = _original_and_masked_logits(
+    scorer, values, used = _original_and_masked(
         model, inputs, maps, wanted, masking, mean, std, precision, batch_size
     )
     n = inputs.shape[0]
-    probs = target_probabilities(logits, targets.repeat(2))
+    targets = scorer.classes if scorer.classes is not None else torch.full((n,), -1)
+    probs = values if scorer.per_image else scorer.from_logits(values, targets.repeat(2))
     p, o = probs[:n], probs[n:]
+    if scorer.per_image and (bool((probs < 0).any()) or bool((probs > 1).any())):
+        raise ValueError(
+            "Average Drop/Increase/Gain need scores in [0, 1] (probabilities); the target "
+            f"{scorer.target.name!r} gave values in [{float(probs.min()):.4g}, {float(probs.max()):.4g}]: "
+            "use a probability-like target (Probability, Sigmoid) or confidence_change, which takes any score"
+        )
     terms = confidence_scores(p, o)
     out_device = inputs.device
     return {
@@ -232,15 +253,19 @@ def confidence_change(
         raise ValueError(f"score must be 'probability' or 'logit'; got {score!r}")
     if masking not in MASKINGS:
         raise ValueError(f"masking must be 'model' or 'pixel'; got {masking!r}")
-    targets, logits, used = _original_and_masked_logits(
+    scorer, values, used = _original_and_masked(
         model, inputs, maps, wanted, masking, mean, std, precision, batch_size
     )
     n = inputs.shape[0]
-    both = targets.repeat(2)
-    if score == "probability":
-        values = target_probabilities(logits, both)
-    else:
-        values = logits.float().gather(1, both.view(-1, 1)).squeeze(1)
+    targets = scorer.classes if scorer.classes is not None else torch.full((n,), -1)
+    if not scorer.per_image:
+        both = targets.repeat(2)
+        if isinstance(scorer.target, ClassIndex) and scorer.target.explicit:
+            values = scorer.target.scores_from_logits(values, both)
+        elif score == "probability":
+            values = target_probabilities(values, both)
+        else:
+            values = values.float().gather(1, both.view(-1, 1)).squeeze(1)
     before, after = values[:n], values[n:]
     change = after - before
     out_device = inputs.device

@@ -17,8 +17,8 @@ from torch import nn
 
 from camwidget.engine.explainer import Explainer
 from camwidget.engine.hooks import preserved_state
-from camwidget.engine.validation import Target, check_call, resolve_targets
-from camwidget.metrics._common import check_maps, explainer_for, model_device, predict
+from camwidget.engine.validation import Target, check_call
+from camwidget.metrics._common import check_maps, explainer_for, model_device, score_reference
 from camwidget.metrics.imputation import new_seed
 from camwidget.metrics.sanity import ssim
 
@@ -72,9 +72,14 @@ def random_logit(
     try:
         x = inputs.detach().to(model_device(model))
         with preserved_state(model):
-            logits = predict(model, x)
-        targets = resolve_targets(wanted, logits)
-        others = other_classes(targets, logits.shape[1], seed).to(targets.device)
+            scorer = score_reference(model, x, wanted)
+        if scorer.classes is None or scorer.logits is None:
+            raise ValueError(
+                "random_logit compares a class's map with another class's; the target "
+                f"{scorer.target.name!r} is not a class of a classifier"
+            )
+        targets = scorer.classes
+        others = other_classes(targets, scorer.logits.shape[1], seed).to(targets.device)
         first = explainer(x, targets) if checked is None else checked.to(x.device)
         second = explainer(x, others)
     finally:

@@ -44,8 +44,8 @@ from torch import nn
 
 from camwidget.engine.batching import ForwardRunner
 from camwidget.engine.hooks import preserved_state
-from camwidget.engine.validation import Target, check_call, resolve_targets
-from camwidget.metrics._common import check_maps, model_device, predict, target_probabilities
+from camwidget.engine.validation import Target, check_call
+from camwidget.metrics._common import check_maps, model_device, score_reference
 from camwidget.metrics.imputation import check_solver, linear_imputation, new_seed
 from camwidget.metrics.insertion_deletion import saliency_ranks
 
@@ -308,19 +308,26 @@ def road(
             progress(done, total)
 
     with preserved_state(model):
-        reference = predict(model, x)
-        targets = resolve_targets(wanted, reference)
+        scorer = score_reference(model, x, wanted)
         scores = torch.empty(n, per_image, device=device)
 
         def forwarded(count: int, _: int) -> None:
             if progress is not None:
                 progress(done + count, total)
 
-        runner = ForwardRunner(
-            model, precision=precision, batch_size=batch_size, progress=forwarded, reference=(x, reference)
-        )
+        if scorer.per_image:  # any target but a class: each image's imputations in a stream of their own
+            group = 1
+        runner: ForwardRunner | None = None
         for g0 in range(0, n, group):
             g1 = min(n, g0 + group)
+            if runner is None or scorer.per_image:
+                runner = ForwardRunner(
+                    model,
+                    precision=precision,
+                    batch_size=batch_size,
+                    progress=forwarded,
+                    **scorer.stream(g0 if scorer.per_image else None, x),
+                )
             originals = x[g0:g1]
             repeated = originals.unsqueeze(1).expand(g1 - g0, p, c, h, w).reshape(-1, c, h, w)
             imputed = linear_imputation(
@@ -339,8 +346,10 @@ def road(
                 keep = (k == 0).view(-1, 1, 1, 1)
                 return torch.where(keep, originals[image], batch)
 
-            logits = runner.logits(make_batch, (g1 - g0) * per_image)
-            item_targets = targets[g0:g1].repeat_interleave(per_image)
-            scores[g0:g1] = target_probabilities(logits, item_targets).view(g1 - g0, per_image)
+            out = runner.logits(make_batch, (g1 - g0) * per_image)
+            if not scorer.per_image:
+                assert scorer.classes is not None
+                out = scorer.from_logits(out, scorer.classes[g0:g1].repeat_interleave(per_image))
+            scores[g0:g1] = out.view(g1 - g0, per_image)
             done += (g1 - g0) * per_image
     return (scores[:, 1:] - scores[:, :1]).to(out_device)
