@@ -10,6 +10,9 @@
 - :func:`sparseness` (Gini), :func:`complexity` (entropy), :func:`l1_complexity` -- from the maps alone.
 - :func:`coherency`, :func:`adcc`, :func:`arcc` -- is the map stable when the image is masked by it, and
   the harmonic-mean scores built on it.
+- :func:`error_understanding` -- on misclassified images, does the map find the true class's evidence
+  (Chen et al., ICLR 2024): confidence paths, average highest confidence, true-class insertion AUC
+  (:class:`ErrorUnderstanding`); :func:`misclassified` picks the images.
 - :func:`random_logit` -- the map of a random other class compared with the target's (SSIM).
 - :func:`sanity_check` -- cascading model-parameter randomisation (Adebayo et al. 2018), with
   :func:`spearman` and :func:`ssim`.
@@ -23,6 +26,7 @@ from camwidget.metrics.coherency import adcc, arcc, coherency, pearson
 from camwidget.metrics.compare import BETTER, COLUMNS, METRICS, UNITS, Comparison, compare_methods
 from camwidget.metrics.complexity import complexity, l1_complexity, sparseness
 from camwidget.metrics.confidence import average_drop_increase_gain, confidence_change, masked_inputs
+from camwidget.metrics.error_understanding import ErrorUnderstanding, error_understanding, misclassified
 from camwidget.metrics.imputation import linear_imputation
 from camwidget.metrics.insertion_deletion import (
     SUBSTRATES,
@@ -47,6 +51,7 @@ __all__ = [
     "UNITS",
     "Comparison",
     "Curves",
+    "ErrorUnderstanding",
     "adcc",
     "arcc",
     "auc",
@@ -57,10 +62,12 @@ __all__ = [
     "complexity",
     "confidence_change",
     "energy_pointing_game",
+    "error_understanding",
     "insertion_deletion",
     "l1_complexity",
     "linear_imputation",
     "masked_inputs",
+    "misclassified",
     "pearson",
     "perturbed_image",
     "pointing_game",

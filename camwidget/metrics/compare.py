@@ -22,12 +22,13 @@ from torch import nn
 
 from camwidget.engine.explainer import IMAGENET_MEAN, IMAGENET_STD, Explainer
 from camwidget.engine.hooks import preserved_state
-from camwidget.engine.validation import Target, check_call
+from camwidget.engine.validation import Target, check_call, check_target_values
 from camwidget.methods.registry import METHODS, get_method, method_options
 from camwidget.metrics._common import fixed_target, model_device
 from camwidget.metrics.coherency import coherency
 from camwidget.metrics.complexity import complexity, sparseness
 from camwidget.metrics.confidence import MASKINGS, confidence_change, confidence_scores
+from camwidget.metrics.error_understanding import error_understanding, misclassified
 from camwidget.metrics.insertion_deletion import (
     Curves,
     _check_blur,
@@ -145,6 +146,10 @@ class Comparison:
         per_image: method name -> {column: (N,) tensor} for the map-only and re-explaining metrics
             (sparseness_gini, complexity_nats, coherency, random_logit_ssim).
         targets: (N,) int64 classes explained.
+        errors: with ``labels``, one row per (method, class explained) for the misclassified images: the
+            error-understanding figures (:func:`~camwidget.metrics.error_understanding`), the map made for
+            the true class ("true") and for the wrong prediction ("predicted"); empty otherwise.
+        errors_by_class: the same per (method, explained, true class).
     """
 
     rows: list[dict[str, Any]]
@@ -156,6 +161,14 @@ class Comparison:
     road: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     per_image: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)
     targets: torch.Tensor | None = field(default=None, repr=False)
+    errors: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    errors_by_class: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+    def errors_dataframe(self, by_class: bool = False) -> Any:
+        """:attr:`errors` (or :attr:`errors_by_class`) as a pandas DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame(self.errors_by_class if by_class else self.errors)
 
     def to_dataframe(self) -> Any:
         """The rows as a pandas DataFrame indexed by method. Raises ImportError if pandas is missing."""
@@ -216,6 +229,43 @@ def _check_metrics(metrics: object) -> list[str]:
     return [m for m in METRICS if m in chosen]
 
 
+def _error_rows(
+    result: Comparison,
+    model: nn.Module,
+    x: torch.Tensor,
+    name: str,
+    layer: object,
+    engine: dict[str, Any],
+    opts: dict[str, Any],
+    maps: torch.Tensor,
+    targets: object,
+    truth: torch.Tensor,
+    wrong: torch.Tensor,
+    runner: dict[str, Any],
+) -> None:
+    """Error understanding of the misclassified images for one method: maps for the true class and for
+    the wrong prediction, each scored for the true class."""
+    index = wrong.nonzero().flatten()
+    images, labels = x[index], truth.to(x.device)[index]
+    with Explainer(model, layer, name, **engine, **opts) as explainer:  # type: ignore[arg-type]
+        true_maps = explainer(images, labels)
+        predicted = explainer.predict(images).argmax(dim=1)
+        predicted_maps = explainer(images, predicted)
+    for explained, chosen in (("true", true_maps), ("predicted", predicted_maps)):
+        figures = error_understanding(
+            model, images, labels, chosen, mean=engine["mean"], std=engine["std"], **runner
+        )
+        result.errors.append(
+            {"method": name, "explained": explained, "images": len(index), **figures.summary()}
+        )
+        for c in labels.unique().tolist():
+            mine = (figures.labels == c).nonzero().flatten()
+            by_class = figures.summary_of(mine)
+            result.errors_by_class.append(
+                {"method": name, "explained": explained, "label": int(c), "images": len(mine), **by_class}
+            )
+
+
 def _least_exact(a: str, b: str) -> str:
     """What a row that used both precisions can claim."""
     return a if a != "fp32" else b
@@ -248,6 +298,7 @@ def compare_methods(
     batch_size: int | str = "auto",
     warmup: bool = True,
     keep_zero_columns: bool = False,
+    labels: object = None,
     progress: Callable[[str, int, int], None] | None = None,
     **options: Any,
 ) -> Comparison:
@@ -282,6 +333,10 @@ def compare_methods(
             maps per method.
         keep_zero_columns: keep columns that are 0 for every method (default False: they are dropped and
             listed in :attr:`Comparison.dropped`).
+        labels: the N true classes. With them, every misclassified image is also explained for its true
+            class as well as for the wrong prediction, and the error-understanding benchmark (Chen et al.,
+            ICLR 2024) is reported per method, per class explained and per true class in
+            :attr:`Comparison.errors` / :attr:`Comparison.errors_by_class`.
         progress: ``progress(method, done, total)`` as methods finish (done counts methods).
         **options: method options (e.g. ``variant``, ``iterations``), passed to each method that takes them.
 
@@ -315,6 +370,11 @@ def compare_methods(
     x = inputs.detach().to(model_device(model))
     with preserved_state(model):
         targets = fixed_target(model, x, wanted)
+        truth = wrong = None
+        if labels is not None:
+            truth = check_target_values(labels, x.shape[0])
+            assert truth is not None
+            wrong = misclassified(model, x, truth).to(x.device)
     n = x.shape[0]
     engine = {"precision": precision, "batch_size": batch_size, "mean": mean, "std": std}
     runner = {"precision": precision, "batch_size": batch_size}
@@ -404,6 +464,8 @@ def compare_methods(
         for column, values in per_image.items():
             row[column] = _mean(values)
         row["seconds_per_image"] = seconds
+        if wrong is not None and bool(wrong.any()):
+            _error_rows(result, model, x, name, layer, engine, opts, maps, targets, truth, wrong, runner)
         result.rows.append(row)
         result.maps[name] = maps.to(out)
         result.per_image[name] = {k: v.to(out) for k, v in per_image.items()}
