@@ -18,6 +18,7 @@ one at a time (:mod:`camwidget.engine.model_lock`). Methods see the call through
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,6 +27,7 @@ from torch import nn
 
 from camwidget.engine.batching import Cancelled, model_device
 from camwidget.engine.context import MethodContext
+from camwidget.engine.diagnostics import MapWarning, diagnose
 from camwidget.engine.hooks import LayerCapture, LayerOutputError, preserved_state
 from camwidget.engine.layers import default_layer, resolve_layer, split_entry
 from camwidget.engine.normalize import finalize
@@ -64,6 +66,8 @@ class Explainer:
         mean, std: the model's input normalisation, used where pixels must be truly black (Opti-CAM).
             Default ImageNet's.
         cache_size: images whose Score-CAM score matrices are kept. Default 16.
+        warn: issue :attr:`last_warnings` as :class:`~camwidget.engine.diagnostics.MapWarning` (default
+            True; a widget that shows them itself passes False).
         **options: method options (``variant``, ``channels`` for Score-CAM; ``iterations``, ``lr`` for
             Opti-CAM); defaults for every call, overridable per call.
 
@@ -71,6 +75,8 @@ class Explainer:
         layer_name: the explained layer (set on the first call when ``layer`` was None).
         precision_used: "fp32", "bf16" or "fp16": the least exact precision any forward of the last call
             ran at (None before the first call).
+        last_warnings: why maps of the last call carry no information (all zero, numerical noise), also
+            issued as :class:`~camwidget.engine.diagnostics.MapWarning` (see :mod:`.diagnostics`).
 
     Calls on one model are serialised (:mod:`camwidget.engine.model_lock`): an Explainer may be used from
     several threads, and a call waits while another camwidget call runs the same model. Use as a context
@@ -90,6 +96,7 @@ class Explainer:
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         cache_size: int = 16,
+        warn: bool = True,
         **options: Any,
     ) -> None:
         check_model(model)
@@ -109,7 +116,9 @@ class Explainer:
         self.std = tuple(float(s) for s in std)
         self.options = options
         self.cache_size = cache_size
+        self.warn = warn
         self.precision_used: str | None = None
+        self.last_warnings: list[str] = []
         self._methods: dict[str, CamMethod] = {}
         self.layer_name: str | None = None
         self.layer: nn.Module | None = None
@@ -225,7 +234,7 @@ class Explainer:
                 options=opts,
                 mean=self.mean,
                 std=self.std,
-                reshaped=self.reshape_transform is not None,
+                reshaped=capture.reshaped,
                 progress=self.progress,
                 precision=self.precision,
                 batch_size=self.batch_size,
@@ -233,6 +242,17 @@ class Explainer:
             )
             maps = cam.raw(ctx).detach().float()
             self.precision_used = ctx.precision_used
+        self.last_warnings = diagnose(
+            maps,
+            activations,
+            gradients,
+            layer=self.layer_name,
+            method=cam.label,
+            target=bound.name,
+            elementwise=cam.elementwise,
+        )
+        for message in self.last_warnings if self.warn else ():
+            warnings.warn(message, MapWarning, stacklevel=2)
         if not raw:
             maps = finalize(maps, tuple(x.shape[2:]))
         if return_logits:

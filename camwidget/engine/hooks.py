@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from camwidget.engine.model_lock import model_lock
+from camwidget.engine.tokens import to_grid
 
 __all__ = ["LayerCapture", "LayerOutputError", "describe_entries", "preserved_state"]
 
@@ -100,7 +101,8 @@ class LayerCapture:
             capture.leaf)`` gives d score / d activations. Grad mode is switched on inside the hook, so the
             forward up to the layer may run under ``torch.no_grad()``.
         reshape_transform: maps the raw output (e.g. ViT tokens (N, T, C)) to (N, C, h, w). Applied when
-            :attr:`activations` / :meth:`gradients` are read.
+            :attr:`activations` / :meth:`gradients` are read. Without it, transformer tokens (and Swin's
+            channels-last grids) are turned into (N, C, h, w) by :func:`~camwidget.engine.tokens.to_grid`.
     """
 
     def __init__(
@@ -199,9 +201,20 @@ class LayerCapture:
             self._handle.remove()
             self._handle = None
 
+    @property
+    def reshaped(self) -> bool:
+        """Whether the captured output is turned into a grid (a ``reshape_transform``, or transformer
+        tokens found by :func:`~camwidget.engine.tokens.to_grid`)."""
+        if self.reshape_transform is not None:
+            return True
+        return self.leaf is not None and to_grid(self.layer, self.leaf.detach()) is not None
+
     def _shape(self, t: torch.Tensor) -> torch.Tensor:
         if self.reshape_transform is not None:
             t = self.reshape_transform(t)
+        else:
+            grid = to_grid(self.layer, t)
+            t = t if grid is None else grid
         if t.ndim not in (4, 5):
             hint = "" if self.reshape_transform else "; pass reshape_transform= for token (ViT/Swin) layers"
             raise ValueError(

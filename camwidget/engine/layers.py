@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from camwidget.engine.hooks import preserved_state
+from camwidget.engine.tokens import to_grid, transformer_layer
 
 __all__ = ["LayerInfo", "candidate_layers", "default_layer", "layer_name", "resolve_layer", "split_entry"]
 
@@ -107,6 +108,9 @@ def candidate_layers(
                 t = reshape_transform(out)
             except Exception:  # a transform meant for another layer's token shape
                 continue
+        elif reshape_transform is None and name in modules:  # transformer tokens -> their grid
+            grid = to_grid(modules[name], out)
+            t = out if grid is None else grid
         if t.ndim not in (4, 5) or math.prod(t.shape[2:]) <= 1 or t.shape[0] != example_input.shape[0]:
             continue  # not spatial, or not one row per image (a detector's per-box features)
         key = (out.data_ptr(), out.storage_offset(), tuple(out.shape))
@@ -132,17 +136,24 @@ def default_layer(model: nn.Module, example_input: torch.Tensor | None = None, *
     """Name of the last spatial layer before global pooling.
 
     Layers that produce one channel per output class (SqueezeNet's convolutional classifier) are class
-    score maps rather than features, and are passed over when an earlier feature layer exists.
+    score maps rather than features, and are passed over when an earlier feature layer exists. For a
+    vision transformer (ViT, DeiT, Swin), the last block's first normalisation
+    (:func:`~camwidget.engine.tokens.transformer_layer`).
     """
+    if example_input is None:
+        device, dtype = _model_device_dtype(model)
+        example_input = torch.zeros(1, 3, 224, 224, device=device, dtype=dtype)
+    if kwargs.get("reshape_transform") is None:
+        with preserved_state(model):
+            transformer = transformer_layer(model, example_input)
+        if transformer is not None:
+            return transformer
     infos = candidate_layers(model, example_input, **kwargs)  # type: ignore[arg-type]
     if not infos:
         raise ValueError(
             f"{type(model).__name__} has no layer with a spatial (N, C, h, w) output; "
-            "for ViT/Swin models pass a reshape_transform and an explicit layer"
+            "for token models with non-square grids pass a reshape_transform and an explicit layer"
         )
-    if example_input is None:
-        device, dtype = _model_device_dtype(model)
-        example_input = torch.zeros(1, 3, 224, 224, device=device, dtype=dtype)
     with preserved_state(model), torch.no_grad():
         out = model(example_input)
     num_classes = _class_count(out)

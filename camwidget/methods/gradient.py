@@ -78,6 +78,7 @@ class HiResCAM(CamMethod):
     label = "HiResCAM"
     paper = "Draelos & Carin, arXiv:2011.08891"
     needs_gradients = True
+    elementwise = True
 
     def raw(self, ctx: MethodContext) -> torch.Tensor:
         return (_gradients(ctx) * ctx.activations).sum(dim=1)

@@ -506,7 +506,13 @@ class CamExplorer(anywidget.AnyWidget):
         if ex is None:
             engine = _engine()
             ex = engine.Explainer(
-                self._model, layer, PREVIEW_METHOD, progress=self._progress, mean=self._mean, std=self._std
+                self._model,
+                layer,
+                PREVIEW_METHOD,
+                progress=self._progress,
+                mean=self._mean,
+                std=self._std,
+                warn=False,
             )
             self._explainers[layer] = ex
         return ex
