@@ -117,6 +117,7 @@ class Explainer:
         self.options = options
         self.cache_size = cache_size
         self.warn = warn
+        self._stacklevel = 2  # warnings point at the caller's line (explain() adds its own frame)
         self.precision_used: str | None = None
         self.last_warnings: list[str] = []
         self._methods: dict[str, CamMethod] = {}
@@ -252,7 +253,7 @@ class Explainer:
             elementwise=cam.elementwise,
         )
         for message in self.last_warnings if self.warn else ():
-            warnings.warn(message, MapWarning, stacklevel=2)
+            warnings.warn(message, MapWarning, stacklevel=self._stacklevel)
         if not raw:
             maps = finalize(maps, tuple(x.shape[2:]))
         if return_logits:
@@ -351,4 +352,5 @@ def explain(
         (N, H, W) float32 maps in [0, 1] on the inputs' device.
     """
     with Explainer(model, layer, method, **options) as explainer:
+        explainer._stacklevel = 3
         return explainer(inputs, target, raw=raw)
