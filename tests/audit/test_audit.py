@@ -77,9 +77,9 @@ def test_shortcuts_without_regions_find_the_fixed_location(biased, tmp_path):
     model, test = biased
     report = run(model, test, ":memory:", batch_size=64)
     first = report.shortcuts()[0]
-    assert first.class_name == "h_stripes" and first.kind == "location"
+    assert first.class_name == "h_stripes" and first.kind == "hotspot"
     x0, y0, x1, y1 = first.box
-    assert x0 == 0 and y0 == 0 and x1 <= 16 and y1 <= 16
+    assert x0 < 8 and y0 < 8 and x1 <= 16 and y1 <= 16  # a compact spot on the watermark's corner
 
 
 # -- crash and resume ---------------------------------------------------------------------------------
@@ -102,7 +102,7 @@ class Interrupting(Dataset):
 def test_ctrl_c_then_rerun_equals_uninterrupted(small, tmp_path):
     model, data = small
     run(model, data, tmp_path / "full.sqlite")
-    flaky = Interrupting(data, at=70)
+    flaky = Interrupting(data, at=71)  # not one of the 16 items the data fingerprint reads first
     with pytest.raises(KeyboardInterrupt):
         run(model, flaky, tmp_path / "resumed.sqlite")
     assert count_rows(tmp_path / "resumed.sqlite") == 64  # two batches of 32 committed, the third lost
