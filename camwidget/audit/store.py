@@ -34,15 +34,17 @@ raise :class:`UnusableStore` with the path and what to do instead.
 
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import os
 import re
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -114,6 +116,21 @@ def shard_stores(store: str | os.PathLike[str]) -> list[Path]:
     return sorted(p.parent.glob(f"{glob.escape(p.stem)}.rank*-of-*{p.suffix or '.sqlite'}"))
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _locked(method: _F) -> _F:
+    """Run ``method`` holding the store's lock: one connection, usable from any thread (a notebook's
+    comm messages may arrive on another thread than the cell that opened the store), one at a time."""
+
+    @functools.wraps(method)
+    def wrapper(self: AuditStore, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
 def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
@@ -182,11 +199,12 @@ class AuditStore:
     ) -> None:
         self.readonly = readonly
         self.shards: list[str] = []
+        self._lock = threading.RLock()
         if str(path) == ":memory:":
             if readonly:
                 raise FileNotFoundError("no audit store at ':memory:'; run camwidget.audit(...) first")
             self.path = ":memory:"
-            self.conn = sqlite3.connect(":memory:", timeout=30.0)
+            self.conn = sqlite3.connect(":memory:", timeout=30.0, check_same_thread=False)
         else:
             p = check_store_path(path)
             self.path = str(p)
@@ -239,7 +257,7 @@ class AuditStore:
                 "store= a path in a writable folder"
             )
         try:
-            return sqlite3.connect(str(p), timeout=30.0)
+            return sqlite3.connect(str(p), timeout=30.0, check_same_thread=False)
         except sqlite3.Error as exc:
             raise UnusableStore(
                 f"cannot open the audit store {str(p)!r} ({exc}); pass another store= path"
@@ -312,6 +330,7 @@ class AuditStore:
         return [r[1] for r in self.conn.execute(f"PRAGMA {schema}.table_info(results)")]
 
     # -- lifecycle ------------------------------------------------------------------------------------
+    @_locked
     def close(self) -> None:
         """Close the connection (idempotent)."""
         try:
@@ -375,11 +394,13 @@ class AuditStore:
             )
 
     # -- meta -----------------------------------------------------------------------------------------
+    @_locked
     def get_meta(self, key: str, default: Any = None) -> Any:
         """The JSON value stored under ``key``, or ``default``."""
         row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return default if row is None else json.loads(row[0])
 
+    @_locked
     def set_meta(self, key: str, value: Any) -> None:
         """Store ``value`` (JSON-serialisable) under ``key``, in its own transaction."""
         with self._write() as conn:
@@ -406,6 +427,7 @@ class AuditStore:
                 "path, or overwrite=True (or delete the file) to start this audit over"
             )
 
+    @_locked
     def init_settings(self, settings: dict[str, Any]) -> None:
         """Record ``settings`` on a new store (and add the region columns), or check them on an old one.
 
@@ -427,14 +449,17 @@ class AuditStore:
                     conn.execute(f"ALTER TABLE results ADD COLUMN {_quote(col)} REAL")
 
     # -- rows -----------------------------------------------------------------------------------------
+    @_locked
     def columns(self) -> list[str]:
         """Names of the results table's columns, in table order."""
         return [r[1] for r in self.conn.execute("PRAGMA table_info(results)")]
 
+    @_locked
     def done_indices(self) -> set[int]:
         """Dataset indices that already have a row (a result or an error)."""
         return {r[0] for r in self.conn.execute("SELECT idx FROM results")}
 
+    @_locked
     def stored_among(self, indices: Iterable[int]) -> set[int]:
         """Which of ``indices`` already have a row (written by this or by another writer)."""
         wanted = sorted({int(i) for i in indices})
@@ -445,10 +470,12 @@ class AuditStore:
             found |= {r[0] for r in self.conn.execute(sql, part)}
         return found
 
+    @_locked
     def count(self) -> int:
         """Number of rows."""
         return int(self.conn.execute("SELECT COUNT(*) FROM results").fetchone()[0])
 
+    @_locked
     def write_rows(self, rows: Sequence[dict[str, Any]], *, skip_existing: bool = False) -> int:
         """Insert ``rows`` (dicts keyed by column name) in one transaction: all of them or none.
 
@@ -476,6 +503,7 @@ class AuditStore:
             conn.executemany(sql, [tuple(row.get(n) for n in names) for row in rows])
             return conn.total_changes - before
 
+    @_locked
     def read(
         self, columns: Iterable[str] | None = None, where: str = "", params: Sequence[Any] = ()
     ) -> list[tuple]:
@@ -484,6 +512,7 @@ class AuditStore:
         sql = f"SELECT {', '.join(_quote(c) for c in cols)} FROM results {where} ORDER BY idx"
         return self.conn.execute(sql, tuple(params)).fetchall()
 
+    @_locked
     def checkpoint(self) -> None:
         """Fold the write-ahead log into the main file (so a single file can be copied)."""
         if not self.readonly and self.path != ":memory:":

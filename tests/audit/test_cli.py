@@ -126,7 +126,5 @@ def test_transform_and_class_names_options(capsys, tmp_path):
     assert report.image_size == (32, 32) and report.class_names == ["h_stripes", "v_stripes", "checks"]
     assert report.display["mean"] == [0.5, 0.5, 0.5]  # read from the transform's Normalize
     assert "Resize" in json.dumps(report.settings["transform"])
-    code, _, err = cli(
-        capsys, *BASE, "--class-names", names.with_name("nope.txt"), "--store", store
-    )
+    code, _, err = cli(capsys, *BASE, "--class-names", names.with_name("nope.txt"), "--store", store)
     assert code == 2 and "nope.txt" in err[-1]
