@@ -199,11 +199,8 @@ class AuditExplorer(anywidget.AnyWidget):
             raise ValueError(f"class_by must be 'predicted' or 'label', got {class_by!r}")
         import ipywidgets
 
-        if dataset is not None:
-            report.dataset, report.transform, report._items = dataset, transform, None
-            report._verified = False
-        elif transform is not None:
-            report.transform, report._items = transform, None
+        if dataset is not None or transform is not None:
+            report.use_dataset(dataset if dataset is not None else report.dataset, transform)
         self.report = report
         self.model = model
         self.explorer: Any = None

@@ -443,6 +443,12 @@ class AuditReport:
         return shares
 
     # -- the audited inputs -----------------------------------------------------------------------------
+    def use_dataset(self, dataset: Any, transform: Callable[[Any], Any] | None = None) -> AuditReport:
+        """Tell the report which dataset (and transform) the audit read; checked against the recorded
+        fingerprints when first used (:meth:`inputs`). Returns self."""
+        self.dataset, self.transform, self._verified, self._items = dataset, transform, False, None
+        return self
+
     def _reader(self) -> Any:
         """The audit's item reader (dataset + transform), checked against the recorded fingerprints."""
         if self._items is not None:

@@ -210,16 +210,11 @@ def _region_area(desc: dict[str, Any], size: tuple[int, int]) -> tuple[tuple[flo
 
 
 def _hotspot_seeds(
-    peaks: np.ndarray,
-    mine: np.ndarray,
-    others: np.ndarray,
-    shape: tuple[int, int],
-    max_cells: int,
-    count: int,
+    excess: np.ndarray, shape: tuple[int, int], max_cells: int, count: int
 ) -> list[np.ndarray]:
-    """Up to ``count`` compact (h, w) bool masks where the class's images peak more than others'."""
+    """Up to ``count`` compact (h, w) bool masks around the cells where ``excess`` (h*w: how much more
+    often the class's images peak there than other classes') is highest."""
     h, w = shape
-    excess = peaks[mine].mean(axis=0) - peaks[others].mean(axis=0)
     blocked = np.zeros(h * w, dtype=bool)
     found = []
     for _ in range(count):
@@ -370,9 +365,15 @@ def find_shortcuts(
         peaks[flat.sum(axis=1) <= 0] = 0.0  # an empty map has no peak
         sy, sx = size[0] / h, size[1] / w
         max_cells = max(1, round(max_hotspot * h * w))
+        labelled = valid & np.isfinite(key)
+        all_peaks, n_all = peaks[labelled].sum(axis=0), int(labelled.sum())  # one pass, not one per class
         for k, mine in groups.items():
-            others = np.flatnonzero(valid & np.isfinite(key) & (key != k))
-            for mask in _hotspot_seeds(peaks, mine, others, (h, w), max_cells, hotspots_per_class):
+            n_others = n_all - len(mine)
+            if n_others <= 0:
+                continue
+            mine_peaks = peaks[mine].sum(axis=0)
+            excess = mine_peaks / len(mine) - (all_peaks - mine_peaks) / n_others
+            for mask in _hotspot_seeds(excess, (h, w), max_cells, hotspots_per_class):
                 ys, xs = np.nonzero(mask)
                 box = (
                     float(xs.min() * sx),

@@ -95,6 +95,15 @@ def test_camwidgets_own_pretrained_model_is_accepted(capsys, tmp_path):
     assert len(report) == 4 and report.image_size == (224, 224)
     assert report.class_names[0] == "tench" and len(report.class_names) == 1000  # the model's names
     assert report.layer == "features.12" and "AuditReport" in out
+    # The Python API takes the Pretrained too: the same transform, names and normalisation.
+    import camwidget
+    from camwidget.models import squeezenet1_1_imagenet
+
+    again = camwidget.audit(
+        squeezenet1_1_imagenet(), _folder(tmp_path / "py"), store=":memory:", thumbnail=0, progress=False
+    )
+    assert again.image_size == (224, 224) and again.class_names == report.class_names
+    assert again.display["mean"] == [0.485, 0.456, 0.406]
 
 
 def test_transform_and_class_names_options(capsys, tmp_path):

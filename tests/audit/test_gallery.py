@@ -226,3 +226,23 @@ def test_open_image_without_what_it_needs_says_what_to_pass(gallery_report):
         g.open_image(1000)
     g.close()
     loaded.close()
+
+
+def test_test_it_runs_the_counterfactual_and_hotspots_get_a_column(minority):
+    """'test it' in the findings panel fills in the flip rates; a hotspot finding sorts by its own
+    energy column (each image's share of map energy in the hotspot)."""
+    model, test = minority
+    report = run(model, test, ":memory:", batch_size=64)  # no named regions: the stamp is a hotspot
+    g = camwidget.AuditExplorer(report, model)
+    first = g.findings[0]
+    assert first["kind"] == "hotspot" and first["class_name"] == "h_stripes" and first["flips"] == ""
+    assert g.can_test and first["sort_by"] == "hotspot_1" and "hotspot_1" in g.rows().columns
+    g.filters, g.sort_by, g.descending = first["filters"], first["sort_by"], True
+    top = g.rows()["hotspot_1"].to_numpy()
+    assert (top[:-1] >= top[1:]).all()
+    assert int(g.rows()["index"].iloc[0]) in g.shortcut_list[0].user_indices
+    g._on_message(g, {"event": "test", "finding": 0}, [])
+    cf = g.shortcut_list[0].counterfactual
+    assert cf is not None and cf.paste_flip_rate >= 0.8
+    assert g.findings[0]["flips"].startswith(f"pasted: {cf.pasted_flipped}/{cf.pasted} flip to h_stripes")
+    g.close()

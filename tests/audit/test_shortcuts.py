@@ -124,3 +124,19 @@ def test_counterfactual_needs_the_audited_inputs(minority, tmp_path):
     cf = again.counterfactual(again.shortcuts()[0], model)
     assert cf.paste_flip_rate >= 0.8
     assert np.isfinite(cf.remove_flip_rate)
+
+
+def test_removal_by_blur_and_bad_arguments(minority):
+    model, test = minority
+    report = run(model, test, regions=CORNERS)
+    first = report.shortcuts()[0]
+    blurred = report.counterfactual(first, model, fill="blur", limit=16)
+    assert blurred.fill == "blur" and blurred.pasted == 16 and blurred.removed <= 16
+    assert 0 <= blurred.remove_flip_rate <= 1 and blurred.paste_flip_rate >= 0.8
+    with pytest.raises(ValueError, match="fill must be one of mean, blur"):
+        report.counterfactual(first, model, fill="zeros")
+    with pytest.raises(ValueError, match="limit must be a positive int"):
+        report.counterfactual(first, model, limit=0)
+    other = type(model)(num_classes=3, seed=5).eval()
+    with pytest.warns(UserWarning, match="not the audited one"):
+        report.counterfactual(first, other, limit=8)
