@@ -531,17 +531,17 @@ class AuditExplorer(anywidget.AnyWidget):
         row = self._df.iloc[self._position[index]]
         self._close_explorer()
         if _jsonable(row["error"]) is not None:
-            self.detail.children = [self._caption(index, row)]
+            self._show_detail(self._caption(index, row))
             return None
         if self.model is None:
-            self.detail.children = [
+            self._show_detail(
                 self._caption(index, row, "to open it in CamExplorer, pass model= to AuditExplorer")
-            ]
+            )
             return None
         try:
             x = self.report.inputs([index])[0]
         except (ValueError, KeyError) as exc:
-            self.detail.children = [self._caption(index, row, f"to open it in CamExplorer: {exc}")]
+            self._show_detail(self._caption(index, row, f"to open it in CamExplorer: {exc}"))
             return None
         import camwidget
 
@@ -565,11 +565,20 @@ class AuditExplorer(anywidget.AnyWidget):
         try:
             explorer = camwidget.CamExplorer(self.model, x, **kwargs)
         except Exception as exc:  # show the reason in the panel rather than lose it in a comm callback
-            self.detail.children = [self._caption(index, row, f"CamExplorer could not open it: {exc}")]
+            self._show_detail(self._caption(index, row, f"CamExplorer could not open it: {exc}"))
             return None
         self.explorer = explorer
-        self.detail.children = [self._caption(index, row, note), explorer]
+        self._show_detail(self._caption(index, row, note), explorer)
         return explorer
+
+    def _show_detail(self, *children: Any) -> None:
+        """Show ``children`` under the gallery; close what they replace (a caption, an explorer), so
+        that no live container is left pointing at a closed widget."""
+        old = [c for c in self.detail.children if c not in children]
+        self.detail.children = children
+        for widget in old:
+            if widget.comm is not None:  # the explorer is closed already
+                widget.close()
 
     def _close_explorer(self) -> None:
         if getattr(self, "explorer", None) is not None:
@@ -579,6 +588,13 @@ class AuditExplorer(anywidget.AnyWidget):
                 self.explorer = None
 
     def close(self) -> None:
-        """Close the gallery and any CamExplorer it opened."""
+        """Close the gallery, any CamExplorer it opened and the panel below it."""
         self._close_explorer()
+        detail = getattr(self, "detail", None)  # None when the constructor refused its arguments
+        if detail is not None:
+            self._show_detail()
+            detail.close()
+        container = getattr(self, "_container", None)
+        if container is not None:
+            container.close()
         super().close()

@@ -246,3 +246,24 @@ def test_test_it_runs_the_counterfactual_and_hotspots_get_a_column(minority):
     assert cf is not None and cf.paste_flip_rate >= 0.8
     assert g.findings[0]["flips"].startswith(f"pasted: {cf.pasted_flipped}/{cf.pasted} flip to h_stripes")
     g.close()
+
+
+def test_closing_leaves_no_widget_pointing_at_a_closed_one(small, tmp_path):
+    """After close(), no live widget refers to a closed one (ipywidgets' static HTML export walks every
+    live widget and fails on such a reference)."""
+    from ipywidgets.embed import embed_minimal_html
+
+    model, data = small
+    report = run(model, data, ":memory:")
+    g = camwidget.AuditExplorer(report, model)
+    g._repr_mimebundle_()  # the gallery with its detail panel, as a notebook displays it
+    g.open_image(1)
+    g.open_image(2)  # the first explorer and its caption are closed and let go
+    assert len(g.detail.children) == 2
+    g.close()
+    assert g.comm is None and g.detail.comm is None and g._container.comm is None
+    import ipywidgets
+
+    other = ipywidgets.HTML("another widget, exported after the gallery closed")
+    embed_minimal_html(tmp_path / "export.html", views=[other], title="after the gallery")
+    other.close()
