@@ -569,7 +569,7 @@ def _remove_store(path: str | os.PathLike[str]) -> None:
         Path(str(path) + suffix).unlink(missing_ok=True)
 
 
-def _stored(store: str | os.PathLike[str], world_size: int) -> tuple[int, int]:
+def _stored(store: str | os.PathLike[str]) -> tuple[int, int]:
     """(images stored in ``store`` and its shard files together, number of shard files)."""
     shards = [s for s in shard_stores(store) if s.exists()]
     try:
@@ -585,7 +585,7 @@ def _interrupted_message(store: str | os.PathLike[str], total: int, world_size: 
             "audit interrupted: its rows were in the store=':memory:', which is gone; pass store= a file "
             "path to be able to resume"
         )
-    count, shards = _stored(store, world_size)
+    count, shards = _stored(store)
     where = f"{str(store)!r}"
     if shards:
         where += f" and {shards} shard file{'s' if shards != 1 else ''} next to it"
