@@ -1,5 +1,8 @@
-// Bundle js/src into camwidget/static/widget.js + widget.css (deterministic: no timestamps,
-// no source maps, no absolute paths), which the Python widget loads as _esm / _css.
+// Bundle js/src into camwidget/static (deterministic: no timestamps, no source maps, no absolute
+// paths), which the Python widgets load as _esm / _css:
+//   src/index.js + src/widget.css                 -> widget.js + widget.css   (CamExplorer)
+//   src/gallery/index.js + src/gallery/gallery.css -> gallery.js + gallery.css (AuditExplorer)
+// Both bundles share src/buffers.js (decoding of bytes traits), src/colormaps.js, dom.js and theme.js.
 import { build } from "esbuild";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
@@ -15,16 +18,22 @@ const common = {
   charset: "utf8",
 };
 
-await build({
-  ...common,
-  entryPoints: ["src/index.js"],
-  outfile: path.join(outdir, "widget.js"),
-  format: "esm",
-  target: ["es2020"],
-});
-await build({
-  ...common,
-  entryPoints: ["src/widget.css"],
-  outfile: path.join(outdir, "widget.css"),
-  target: ["chrome100", "firefox100", "safari15"],
-});
+const bundles = [
+  ["src/index.js", "src/widget.css", "widget"],
+  ["src/gallery/index.js", "src/gallery/gallery.css", "gallery"],
+];
+for (const [js, css, name] of bundles) {
+  await build({
+    ...common,
+    entryPoints: [js],
+    outfile: path.join(outdir, `${name}.js`),
+    format: "esm",
+    target: ["es2020"],
+  });
+  await build({
+    ...common,
+    entryPoints: [css],
+    outfile: path.join(outdir, `${name}.css`),
+    target: ["chrome100", "firefox100", "safari15"],
+  });
+}

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-__all__ = ["Batch", "Failed", "Item", "LoaderSpec", "resolve_dataset"]
+__all__ = ["Batch", "Failed", "Item", "LoaderSpec", "normalisation_of", "resolve_dataset"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -99,6 +99,21 @@ def default_folder_transform() -> Callable[[Any], torch.Tensor]:
             transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
         ]
     )
+
+
+def normalisation_of(transform: Any) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """The (mean, std) of the last ``Normalize`` inside a transform (a torchvision ``Compose``, nested
+    ones, or a bare ``Normalize``), or None when there is none."""
+    from torchvision import transforms as T
+
+    found = None
+    if isinstance(transform, T.Normalize):
+        return tuple(float(m) for m in transform.mean), tuple(float(s) for s in transform.std)
+    for step in getattr(transform, "transforms", None) or ():
+        inner = normalisation_of(step)
+        if inner is not None:
+            found = inner
+    return found
 
 
 def resolve_dataset(
@@ -178,6 +193,10 @@ def resolve_dataset(
         raise TypeError(
             f"dataset must be a torch Dataset, a DataLoader or a folder path; got {_type_name(dataset)}"
         )
+    if mean is None and std is None:
+        norm = normalisation_of(transform) or normalisation_of(getattr(dataset, "transform", None))
+        if norm is not None and len(norm[0]) == 3 and len(norm[1]) == 3:
+            mean, std = norm
     if names is None:
         found = getattr(dataset, "classes", None) or getattr(dataset, "class_names", None)
         if isinstance(found, (list, tuple)) and all(isinstance(c, str) for c in found):

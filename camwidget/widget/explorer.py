@@ -134,6 +134,9 @@ class CamExplorer(anywidget.AnyWidget):
             Ablation-CAM) show a HiResCAM preview while they compute.
         layer: the layer shown first; default the last spatial layer before global pooling.
         target: the class shown first (index or class name); default each image's predicted class.
+        compare: the compare mode shown first: "off" (default), "method" or "class".
+        compare_class: with ``compare="class"``, the second class (index or name); default the
+            second-ranked prediction.
         mean, std: the normalisation inside ``preprocess`` (undone for display).
         colormap: "viridis" (default), "jet", "inferno" or "gray".
         opacity: heatmap opacity over the image, 0..1.
@@ -206,6 +209,8 @@ class CamExplorer(anywidget.AnyWidget):
         method: str | None = None,
         layer: str | None = None,
         target: int | str | None = None,
+        compare: str = "off",
+        compare_class: int | str | None = None,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         colormap: str = "viridis",
@@ -221,6 +226,8 @@ class CamExplorer(anywidget.AnyWidget):
             raise ValueError(f"opacity must lie in [0, 1]; got {opacity}")
         if int(topk) < 1:
             raise ValueError(f"topk must be at least 1; got {topk}")
+        if compare not in COMPARE_MODES:
+            raise ValueError(f"compare must be one of {', '.join(COMPARE_MODES)}; got {compare!r}")
         if len(mean) != 3 or len(std) != 3 or any(s <= 0 for s in std):
             raise ValueError("mean and std must have 3 entries (RGB), std > 0")
 
@@ -276,6 +283,7 @@ class CamExplorer(anywidget.AnyWidget):
         self._names = names
         self._pinned_target = target is not None
         target_index = None if target is None else self._resolve_class(target, names)
+        compare_index = None if compare_class is None else self._resolve_class(compare_class, names)
 
         # layers
         from camwidget.engine.layers import candidate_layers
@@ -365,6 +373,10 @@ class CamExplorer(anywidget.AnyWidget):
             self.compare_method = slow[0] if slow and slow[0] != first else (others[0] if others else first)
             self.image = self._display[0].tobytes()
             self._set_predictions(0, target_index)
+            # set before the background thread starts, so nothing races with these first values
+            self.compare = compare
+            if compare_index is not None:
+                self.compare_class = compare_index
             if not self._want_curves:
                 self.curves_status = "Curves off (curves=False)."
             elif self._metric is None:

@@ -11,20 +11,13 @@ screenshots to artifacts/.
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from .conftest import kernel_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -77,88 +70,21 @@ TIMED = """async ({ sel, value, want, kind, timeout }) => {
 }"""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def jupyter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    base = tmp_path_factory.mktemp("jupyter")
-    root = base / "root"
-    root.mkdir()
+def jupyter(jupyter_server: dict) -> dict:
+    """The module's Jupyter server with one CamExplorer notebook per front end."""
     for name in ("lab", "nb7"):
         nb = nbformat.v4.new_notebook()
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         nb.cells = [nbformat.v4.new_code_cell(SETUP)]
-        nbformat.write(nb, root / f"camexplorer_{name}.ipynb")
-    config = base / "config"
-    (config / "labconfig").mkdir(parents=True)
-    (config / "labconfig" / "page_config.json").write_text(
-        json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
-    )
-    port, token = _free_port(), secrets.token_hex(16)
-    env = {
-        **os.environ,
-        "JUPYTER_CONFIG_DIR": str(config),
-        "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    jupyter_bin = Path(sys.executable).with_name("jupyter")
-    cmd = [
-        str(jupyter_bin),
-        "lab",
-        "--no-browser",
-        "--allow-root",
-        "--ServerApp.ip=127.0.0.1",
-        f"--ServerApp.port={port}",
-        "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={root}",
-        f"--LabApp.user_settings_dir={base / 'settings'}",
-        f"--LabApp.workspaces_dir={base / 'workspaces'}",
-    ]
-    log = open(base / "server.log", "w")
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                pytest.fail(f"Jupyter server did not start:\n{(base / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield {"url": url, "token": token, "log": base / "server.log"}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-
-
-def _kernel_idle(jupyter: dict, notebook: str) -> bool:
-    url = f"{jupyter['url']}/api/sessions?token={jupyter['token']}"
-    with urllib.request.urlopen(url, timeout=5) as r:
-        sessions = json.load(r)
-    return any(
-        s.get("path", "").endswith(notebook) and (s.get("kernel") or {}).get("execution_state") == "idle"
-        for s in sessions
-    )
+        nbformat.write(nb, jupyter_server["root"] / f"camexplorer_{name}.ipynb")
+    return jupyter_server
 
 
 def _run_first_cell(page, jupyter: dict, notebook: str) -> None:
     page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=90_000)
     deadline = time.monotonic() + 120
-    while not _kernel_idle(jupyter, notebook):
+    while not kernel_idle(jupyter, notebook):
         assert time.monotonic() < deadline, "the notebook's kernel never became idle"
         time.sleep(0.5)
     page.wait_for_timeout(1000)  # let the front end finish connecting to the kernel
