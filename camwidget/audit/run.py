@@ -299,6 +299,8 @@ class _Auditor:
         commit_seconds: float,
     ) -> None:
         self.explainer = explainer
+        self.empty_maps = 0  # images whose map carried no information (see camwidget.engine.diagnostics)
+        self.empty_reason = ""
         self.model = explainer.model
         self.device = model_device(self.model)
         self.regions = regions
@@ -329,8 +331,12 @@ class _Auditor:
         return self._region_masks[key]
 
     def explain(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw maps (N, h, w) and the logits (N, K) of the very forward pass that made them."""
+        """Raw maps (N, h, w) and the logits (N, K) of the very forward pass that made them. Maps that carry
+        no information (all zero, numerical noise) are counted, not warned about one batch at a time."""
         raw, logits = self.explainer(x, raw=True, return_logits=True)
+        if self.explainer.last_warnings:
+            self.empty_maps += int((torch.relu(raw).flatten(1).amax(dim=1) <= 0).sum())
+            self.empty_reason = self.empty_reason or self.explainer.last_warnings[0]
         return raw, logits
 
     def rows(self, items: list[Item]) -> Iterator[Rows]:
@@ -766,7 +772,7 @@ def _run(
     layer_name = _resolve_layer(model, layer, example)
     names = spec.class_names
     _check_regions_fit(region_specs, tuple(probe.image.shape[-2:]))  # type: ignore[arg-type]
-    explainer = Explainer(model, layer_name, method_name)
+    explainer = Explainer(model, layer_name, method_name, warn=False)  # one summary warning at the end
     num_classes = int(explainer.predict(example).shape[1])
     _check_classes(names, num_classes)
     data_fp, transform_fp = data_fingerprint(spec.dataset, spec.transform)
@@ -886,6 +892,17 @@ def _run(
         if str(store) != ":memory:":
             target.close()
 
+    if auditor.empty_maps:
+        import warnings
+
+        from camwidget.engine.diagnostics import MapWarning
+
+        warnings.warn(
+            f"{auditor.empty_maps} of the maps this audit made are all zero (no evidence at layer "
+            f"{layer_name!r}); the first reason given: {auditor.empty_reason}",
+            MapWarning,
+            stacklevel=3,
+        )
     if dist.world_size > 1:
         dist.barrier()
         if dist.rank == 0:
