@@ -43,7 +43,7 @@ from torch import nn
 from camwidget.defaults import IMAGENET_MEAN, IMAGENET_STD
 from camwidget.engine.batching import model_device
 from camwidget.methods.registry import get_method
-from camwidget.widget.codecs import blend, colorize, png_bytes, thumbnails
+from camwidget.widget.codecs import thumbnails
 from camwidget.widget.jobs import BackgroundWorker
 from camwidget.widget.map_key import COMPARE_MODES, MapKey, Selection
 from camwidget.widget.session import PREVIEW_METHOD, Session, Work, label, short_error
@@ -375,7 +375,10 @@ class CamExplorer(anywidget.AnyWidget):
         order = [int(i) for i in np.argsort(-probs, kind="stable")[: self._topk]]
         names = session.class_names
         self.top_classes = [{"index": i, "name": names[i], "prob": round(float(probs[i]), 6)} for i in order]
-        self.class_index = order[0] if self._pinned is None else self._pinned
+        if self._pinned is None:  # each image's own top class
+            self.class_index = order[0]
+        elif self.class_index < 0:  # a pinned class stays, also when the user picked another since
+            self.class_index = self._pinned
         second = [i for i in order if i != self.class_index]
         if second and (
             self.compare_class < 0 or self.compare_class == self.class_index or self._pinned is None
@@ -515,20 +518,10 @@ class CamExplorer(anywidget.AnyWidget):
     # -------------------------------------------------------------------------------- static output
     def to_png(self, colormap: str | None = None, opacity: float | None = None) -> bytes:
         """PNG of the current view: image, overlay and heatmap side by side (what hosts without the
-        widget's front end show)."""
-        rgb = self._session.display[self.image_index]
-        cmap = colormap or self.colormap
-        alpha = self.opacity if opacity is None else opacity
-        tiles = [rgb]
-        cam = self.heatmap_array(0)
-        if cam is not None:
-            levels = np.clip(np.rint(np.nan_to_num(cam) * 255), 0, 255).astype(np.uint8)
-            tiles += [blend(rgb, levels, cmap, alpha), colorize(levels, cmap)]
-        gap = np.full((rgb.shape[0], 6, 3), 255, dtype=np.uint8)
-        row = tiles[0]
-        for tile in tiles[1:]:
-            row = np.concatenate([row, gap, tile], axis=1)
-        return png_bytes(row)
+        widget's front end show); ``colormap``/``opacity`` default to the widget's."""
+        from camwidget.widget.export import explorer_png
+
+        return explorer_png(self, colormap or self.colormap, self.opacity if opacity is None else opacity)
 
     def summary(self) -> str:
         """One line saying what is shown: ``CamExplorer(SqueezeNet: HiResCAM at features.12 for 'tabby')``."""

@@ -19,12 +19,16 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from camwidget.widget.codecs import blend, colorize, png_bytes
+
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
     from camwidget.widget.explorer import CamExplorer
 
-__all__ = ["export_html", "fallback_bundle"]
+__all__ = ["explorer_png", "export_html", "fallback_bundle"]
 
 MAX_SAVED_MAPS = 64  # the most recently computed maps an export carries (each ~50 KB at 224x224)
 
@@ -177,6 +181,22 @@ def _is_figure(obj: object) -> bool:
     except ImportError:  # pragma: no cover - matplotlib is a dependency
         return False
     return isinstance(obj, Figure)
+
+
+def explorer_png(explorer: CamExplorer, colormap: str, opacity: float) -> bytes:
+    """PNG bytes of what ``explorer`` shows: the image, then (once a map is shown) its overlay at
+    ``opacity`` and the heatmap in ``colormap``, side by side with 6 px white gaps."""
+    rgb = explorer.session.display[explorer.image_index]
+    tiles = [rgb]
+    cam = explorer.heatmap_array(0)
+    if cam is not None:
+        levels = np.clip(np.rint(np.nan_to_num(cam) * 255), 0, 255).astype(np.uint8)
+        tiles += [blend(rgb, levels, colormap, opacity), colorize(levels, colormap)]
+    gap = np.full((rgb.shape[0], 6, 3), 255, dtype=np.uint8)
+    row = tiles[0]
+    for tile in tiles[1:]:
+        row = np.concatenate([row, gap, tile], axis=1)
+    return png_bytes(row)
 
 
 def fallback_bundle(explorer: CamExplorer) -> dict[str, str]:

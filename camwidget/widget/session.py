@@ -97,6 +97,7 @@ class Entry:
     """Everything computed about one map key."""
 
     map: torch.Tensor | None = None  # (H, W) float32 in [0, 1], on the inputs' device (CPU)
+    levels: bytes = b""  # the map as the browser gets it (encode_levels), encoded once
     seconds: float = 0.0
     precision: str = "fp32"
     error: str = ""
@@ -368,7 +369,8 @@ class Session:
             with model_lock(self.model):
                 ex = self._explainer(key.layer)
                 cam = ex(self.inputs[key.image : key.image + 1], target=key.target, method=key.method)
-            entry = Entry(map=cam[0].detach().float(), precision=ex.precision_used or "fp32")
+            cam = cam[0].detach().float()
+            entry = Entry(map=cam, levels=encode_levels(cam), precision=ex.precision_used or "fp32")
             entry.seconds = time.perf_counter() - start
         except Cancelled:
             raise
@@ -437,7 +439,7 @@ class Session:
         prob = None if probs is None or np.isnan(probs[key.target]) else round(float(probs[key.target]), 6)
         return {
             "key": key.encode(),
-            "levels": encode_levels(entry.map),
+            "levels": entry.levels,
             "class_name": self.class_names[key.target],
             "class_prob": prob,
             "seconds": round(entry.seconds, 4),

@@ -347,6 +347,10 @@ def test_options_target_by_name_layers_methods(make_explorer) -> None:
     w.image_index = 1  # a pinned target stays pinned across images
     assert w.wait(30)
     assert w.class_index == 7
+    w.class_index = 3  # and so does the class the user picks instead
+    w.image_index = 2
+    assert w.wait(30)
+    assert w.class_index == 3 and key(w) == MapKey(2, "gradcam", "features.2", 3)
 
 
 def test_every_image_kind(make_explorer, tmp_path) -> None:
