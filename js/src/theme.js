@@ -9,11 +9,14 @@
 //   2. the effective background colour behind the widget;
 //   3. the OS preference (prefers-color-scheme).
 
-function parseRgb(color) {
-  const m = /rgba?\(([^)]+)\)/.exec(color || "");
-  if (!m) return null;
-  const [r, g, b, a = 1] = m[1].split(/[ ,/]+/).filter(Boolean).map(Number);
-  return { r, g, b, a };
+/** {r, g, b (0..255), a} of a computed colour: rgb()/rgba(), or color(srgb ...) as marimo's are. */
+export function parseRgb(color) {
+  const rgb = /rgba?\(([^)]+)\)/.exec(color || "");
+  const srgb = /color\(srgb ([^)]+)\)/.exec(color || "");
+  if (!rgb && !srgb) return null;
+  const [r, g, b, a = 1] = (rgb || srgb)[1].split(/[ ,/]+/).filter(Boolean).map(Number);
+  const k = rgb ? 1 : 255;
+  return { r: r * k, g: g * k, b: b * k, a };
 }
 
 /** The element's parent, or the host of the shadow root it sits in. */
