@@ -176,10 +176,8 @@ def export_html(obj: CamExplorer | Figure, path: str | os.PathLike[str], *, titl
 
 
 def _is_figure(obj: object) -> bool:
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:  # pragma: no cover - matplotlib is a dependency
-        return False
+    from matplotlib.figure import Figure
+
     return isinstance(obj, Figure)
 
 
