@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import camwidget
+from camwidget.widget.codecs import colorize
 from camwidget.widget.map_key import MapKey
 from tests.widget.conftest import TinyNet, random_images, small_preprocess
 
@@ -80,7 +81,7 @@ def test_exported_explorer_renders_offline(explorer, offline_page, tmp_path: Pat
     # the heatmap canvas shows exactly the exported map, through the viridis colormap
     heat = np.array(page.evaluate(CANVAS, ".cw-panel-heatmap canvas"), dtype=np.uint8).reshape(32, 32, 4)
     levels = np.frombuffer(w.maps[0]["levels"], dtype=np.uint8).reshape(32, 32)
-    lut = camwidget.widget.codecs.colorize(np.arange(256, dtype=np.uint8)[None], "viridis")[0]
+    lut = colorize(np.arange(256, dtype=np.uint8)[None], "viridis")[0]
     assert np.abs(heat[..., :3].astype(int) - lut[levels].astype(int)).max() <= 1
     image = np.array(page.evaluate(CANVAS, ".cw-panel-image canvas"), dtype=np.uint8).reshape(32, 32, 4)
     assert np.array_equal(image[..., :3], w.session.display[0])
