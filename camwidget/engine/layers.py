@@ -17,7 +17,19 @@ from camwidget.engine.batching import model_device
 from camwidget.engine.hooks import preserved_state
 from camwidget.engine.validation import model_dtype
 
-__all__ = ["LayerCatalog", "LayerInfo", "candidate_layers", "default_layer", "layer_name", "resolve_layer"]
+__all__ = [
+    "LayerCatalog",
+    "LayerInfo",
+    "NoSpatialLayerError",
+    "candidate_layers",
+    "default_layer",
+    "layer_name",
+    "resolve_layer",
+]
+
+
+class NoSpatialLayerError(ValueError):
+    """The model has no layer with a spatial (N, C, h, w) output, so there is nothing to explain."""
 
 
 @dataclass(frozen=True)
@@ -155,7 +167,7 @@ class LayerCatalog:
 
     def __post_init__(self) -> None:
         if not self.layers:
-            raise ValueError(
+            raise NoSpatialLayerError(
                 f"{self.model_name} has no layer with a spatial (N, C, h, w) output to explain; "
                 "for ViT/Swin models pass a reshape_transform and an explicit layer"
             )
@@ -181,7 +193,7 @@ class LayerCatalog:
         tensor on the model's device; the model is left exactly as it came).
 
         Raises:
-            ValueError: the model has no spatial layer.
+            NoSpatialLayerError: the model has no spatial layer (a ``ValueError``).
         """
         infos, output = _survey(model, example_input, reshape_transform)
         name = type(model).__name__

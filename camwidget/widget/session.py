@@ -36,7 +36,7 @@ from camwidget.class_names import ClassNames
 from camwidget.defaults import IMAGENET_MEAN, IMAGENET_STD
 from camwidget.engine.batching import Cancelled, model_device
 from camwidget.engine.explainer import Explainer
-from camwidget.engine.layers import LayerCatalog
+from camwidget.engine.layers import LayerCatalog, NoSpatialLayerError
 from camwidget.engine.model_lock import model_lock
 from camwidget.methods.registry import METHODS, get_method
 from camwidget.metrics.insertion_deletion import blur_images, insertion_deletion
@@ -204,9 +204,9 @@ class Session:
         try:
             catalog = LayerCatalog.of(model, x0.to(model_device(model)))
             probs0 = Explainer(model, None, PREVIEW_METHOD, mean=mean, std=std).predict(x0).softmax(dim=1)[0]
+        except NoSpatialLayerError:
+            raise
         except Exception as exc:
-            if isinstance(exc, ValueError) and "no layer with a spatial" in str(exc):
-                raise
             raise ValueError(
                 f"the model failed on the first image (input shape {tuple(x0.shape)}): {short_error(exc)}. "
                 "Check that preprocess produces what the model expects."

@@ -141,3 +141,9 @@ def test_a_model_failing_on_a_later_image_is_an_error_of_that_image() -> None:
     assert np.isnan(session.probabilities(1)).all()
     view = session.view(Selection(1, "hirescam", "features", -1))
     assert view.status == "error" and "The model failed on image 1: RuntimeError: too bright" in view.error
+
+
+def test_a_model_without_spatial_layers_is_refused_by_name() -> None:
+    mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * SIZE * SIZE, 4))
+    with pytest.raises(ValueError, match=r"Sequential has no layer with a spatial \(N, C, h, w\) output"):
+        Session.open(mlp, random_images(1), preprocess=small_preprocess())
