@@ -356,7 +356,7 @@ class CamExplorer(anywidget.AnyWidget):
         )
 
     def _show_image(self) -> None:
-        """Publish the current image and its predictions (choosing the class when it is not pinned)."""
+        """Publish the current image and its predictions."""
         session, index = self._session, self.image_index
         h, w = session.inputs.shape[-2:]
         self.image = {
@@ -366,7 +366,12 @@ class CamExplorer(anywidget.AnyWidget):
             "base": session.insertion_base(index),
             "substrate": [round(m * 255) for m in session.mean],
         }
-        probs = session.probabilities(index)
+        self._show_predictions()
+
+    def _show_predictions(self) -> None:
+        """Publish the current image's top classes, choosing the class when it is not pinned."""
+        session = self._session
+        probs = session.probabilities(self.image_index)
         if probs is None or np.isnan(probs).all():
             self.top_classes = []
             if self._pinned is None:
@@ -440,7 +445,7 @@ class CamExplorer(anywidget.AnyWidget):
             if self._closing:
                 return
             if work.kind == "predict" and work.image == self.image_index:
-                self._show_image()
+                self._show_predictions()
             self._publish(None)
 
     def _on_progress(self, work: Work, done: int, total: int) -> None:
