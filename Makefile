@@ -21,11 +21,17 @@ setup: $(STAMP) browser js/node_modules
 
 # torch/torchvision are pinned here to the releases this project is tested with (they install from
 # the local wheel cache on the reference machines; a looser pin would pull a newer multi-GB build).
-$(STAMP): pyproject.toml
+# The tests compare camwidget with its peers (pytorch-grad-cam, torchcam), so the pins the benchmarks use
+# go into the test environment too, without their dependencies (torch & co. are already there). OpenCV is
+# the headless build: importing it must not need libGL or a display.
+$(STAMP): pyproject.toml benchmarks/requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install --quiet -e '.[demo,dev]'
+	$(PY) -m pip install --quiet --no-deps -r benchmarks/requirements.txt
+	$(PY) -c "import re, cv2, pytorch_grad_cam, torchcam; \
+	  assert re.search(r'GUI:\s+NONE', cv2.getBuildInformation()), 'cv2 is not the headless build'"
 	touch $(STAMP)
 
 # Browser tests drive Debian's Chromium through Playwright (never `playwright install`).

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 from PIL import Image
 
-__all__ = ["SAMPLE_NAMES", "sample_image", "sample_images"]
+__all__ = ["SAMPLE_LABELS", "SAMPLE_NAMES", "sample_image", "sample_images"]
 
 _DEMO_HINT = "Install the optional demo extra with: pip install 'camwidget[demo]'"
 
@@ -71,6 +71,22 @@ _LOADERS: dict[str, Callable[[], Image.Image]] = {
 
 #: Names accepted by :func:`sample_image` / :func:`sample_images`, in their default order.
 SAMPLE_NAMES: tuple[str, ...] = tuple(_LOADERS)
+
+
+#: The ImageNet class (index into the 1000 ImageNet-1k classes) each sample shows, for error-understanding
+#: exercises; None where ImageNet has no class for it (there is no "astronaut" or "person" class). Our
+#: judgement, stated so it can be disagreed with: Chelsea is a tabby (281, not "tiger cat"); the rocket is
+#: a missile-like launcher (657 "missile"); the temple is a palace (698); the flower is daisy-like (985,
+#: the closest ImageNet flower class); Grace Hopper wears a navy uniform (652 "military uniform").
+SAMPLE_LABELS: dict[str, int | None] = {
+    "chelsea": 281,
+    "coffee": 967,
+    "astronaut": None,
+    "rocket": 657,
+    "china": 698,
+    "flower": 985,
+    "grace_hopper": 652,
+}
 
 
 def sample_image(name: str) -> Image.Image:

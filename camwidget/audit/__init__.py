@@ -1,9 +1,12 @@
 """Dataset-bias audits: explain every image of a dataset, store the maps, find shortcuts.
 
 - :func:`audit` (:mod:`camwidget.audit.run`): the batched, resumable, torchrun-shardable audit.
-- :class:`AuditReport` (:mod:`camwidget.audit.report`): tables, class mean maps, shortcuts.
+- :class:`AuditReport` (:mod:`camwidget.audit.report`): tables, class mean maps, the audited inputs.
+- :mod:`camwidget.audit.shortcuts`: shortcut findings (:class:`Shortcut`), also a minority's.
+- :mod:`camwidget.audit.counterfactual`: paste/remove a finding's place, count flipped predictions.
 - :class:`AuditExplorer` (:mod:`camwidget.audit.gallery`): the notebook gallery.
-- :mod:`camwidget.audit.store`: the SQLite store and :func:`merge_stores`.
+- :mod:`camwidget.audit.store`: the SQLite store and :func:`merge_stores`;
+  :mod:`camwidget.audit.fingerprint`: what identifies an audit (model, data, transform).
 - :mod:`camwidget.audit.synthetic`: a planted-bias dataset and a small CNN, for teaching and tests.
 
 ``python -m camwidget.audit --help`` runs an audit from the command line (and under ``torchrun``).
@@ -20,20 +23,34 @@ import sys
 import types
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["AuditExplorer", "AuditReport", "Shortcut", "audit", "merge_stores"]
+__all__ = [
+    "AuditExplorer",
+    "AuditInterrupted",
+    "AuditReport",
+    "Counterfactual",
+    "Shortcut",
+    "Shortcuts",
+    "audit",
+    "merge_stores",
+]
 
 _LAZY = {
     "audit": "camwidget.audit.run",
+    "AuditInterrupted": "camwidget.audit.run",
     "AuditReport": "camwidget.audit.report",
-    "Shortcut": "camwidget.audit.report",
+    "Shortcut": "camwidget.audit.shortcuts",
+    "Shortcuts": "camwidget.audit.shortcuts",
+    "Counterfactual": "camwidget.audit.counterfactual",
     "AuditExplorer": "camwidget.audit.gallery",
     "merge_stores": "camwidget.audit.store",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
+    from camwidget.audit.counterfactual import Counterfactual
     from camwidget.audit.gallery import AuditExplorer
-    from camwidget.audit.report import AuditReport, Shortcut
-    from camwidget.audit.run import audit
+    from camwidget.audit.report import AuditReport
+    from camwidget.audit.run import AuditInterrupted, audit
+    from camwidget.audit.shortcuts import Shortcut, Shortcuts
     from camwidget.audit.store import merge_stores
 
 

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from camwidget.defaults import IMAGENET_MEAN, IMAGENET_STD, imagenet_transform
 
-__all__ = ["Batch", "Failed", "Item", "LoaderSpec", "resolve_dataset"]
+__all__ = ["Batch", "Failed", "Item", "LoaderSpec", "normalisation_of", "resolve_dataset"]
 
 
 @dataclass
@@ -89,6 +89,21 @@ def _type_name(obj: Any) -> str:
 def default_folder_transform() -> Callable[[Any], torch.Tensor]:
     """The standard ImageNet evaluation transform (:func:`camwidget.defaults.imagenet_transform`)."""
     return imagenet_transform()
+
+
+def normalisation_of(transform: Any) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """The (mean, std) of the last ``Normalize`` inside a transform (a torchvision ``Compose``, nested
+    ones, or a bare ``Normalize``), or None when there is none."""
+    from torchvision import transforms as T
+
+    found = None
+    if isinstance(transform, T.Normalize):
+        return tuple(float(m) for m in transform.mean), tuple(float(s) for s in transform.std)
+    for step in getattr(transform, "transforms", None) or ():
+        inner = normalisation_of(step)
+        if inner is not None:
+            found = inner
+    return found
 
 
 def resolve_dataset(
@@ -168,6 +183,10 @@ def resolve_dataset(
         raise TypeError(
             f"dataset must be a torch Dataset, a DataLoader or a folder path; got {_type_name(dataset)}"
         )
+    if mean is None and std is None:
+        norm = normalisation_of(transform) or normalisation_of(getattr(dataset, "transform", None))
+        if norm is not None and len(norm[0]) == 3 and len(norm[1]) == 3:
+            mean, std = norm
     if names is None:
         found = getattr(dataset, "classes", None) or getattr(dataset, "class_names", None)
         if isinstance(found, (list, tuple)) and all(isinstance(c, str) for c in found):

@@ -1,14 +1,20 @@
-"""``AuditExplorer``: browse an audit in a notebook -- thumbnails with heatmaps, sort, filter, open.
+"""``AuditExplorer``: browse an audit in a notebook -- findings, class mean maps, sort, filter, open.
 
 The kernel holds the table (:meth:`AuditReport.to_dataframe`) and does the sorting, filtering and
-paging; the browser (``gallery.js``, plain DOM, JupyterLab theme variables) draws one page of cards and
-the per-class mean maps, and sends the user's choices back as trait changes. Clicking a card opens that
-image in :class:`camwidget.CamExplorer` below the gallery (when a model and the dataset are known).
+paging; the browser (``js/src/gallery``, bundled into ``camwidget/static/gallery.js`` with the buffer
+decoding and colormaps CamExplorer uses) draws one page of cards and sends the user's choices back as
+trait changes. Images and maps travel as bytes (JPEG thumbnails, uint8 map levels), never as base64
+text. Clicking a card opens the *audited input* -- the dataset item through the audit's transform, the
+very tensor the audit explained -- in :class:`camwidget.CamExplorer` below the gallery.
+
+Panels: the front end draws the panels named in the ``panels`` trait, in that order (``findings``,
+``classes``, ``controls``, ``grid``, ``pager``); each redraws only on its own traits. A new view of the
+audit (a confusion matrix, slices, an embedding map) is a new panel: traits (and their computation)
+here, a module in ``js/src/gallery`` registered in its ``PANELS``, and its name in ``panels``.
 """
 
 from __future__ import annotations
 
-import base64
 import html
 import math
 from pathlib import Path
@@ -19,20 +25,35 @@ import numpy as np
 import traitlets as t
 
 from camwidget.audit.report import AuditReport
+from camwidget.audit.shortcuts import Shortcut, Shortcuts
 
-__all__ = ["FILTER_OPS", "AuditExplorer"]
+__all__ = ["FILTER_OPS", "PANELS", "AuditExplorer", "display_normalisation"]
 
-_HERE = Path(__file__).parent
+_STATIC = Path(__file__).resolve().parent.parent / "static"
 FILTER_OPS = ("<", "<=", ">", ">=", "==", "!=", "contains", "is missing", "not missing")
 """Operators the filter bar offers: comparisons (numbers, text, yes/no), substring, missing values."""
+PANELS = ("findings", "classes", "controls", "grid", "pager")
+"""The gallery's panels, top to bottom."""
+COLORMAPS = ("jet", "viridis", "inferno", "gray")
 
 
-def _levels(m: np.ndarray) -> str:
-    """(h, w) map -> base64 of uint8 levels, min-max normalised (all zeros for a flat map)."""
+def _front_end() -> tuple[str, str]:
+    """The bundled gallery module and stylesheet (built from js/ by ``make js``)."""
+    try:
+        return (_STATIC / "gallery.js").read_text("utf-8"), (_STATIC / "gallery.css").read_text("utf-8")
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(
+            f"camwidget's gallery front end is missing ({exc.filename}); rebuild it with 'make js' "
+            "(npm ci && npm run build in js/)"
+        ) from exc
+
+
+def _levels(m: np.ndarray) -> bytes:
+    """(h, w) map -> h*w uint8 levels, min-max normalised (all zeros for a flat map)."""
     m = np.nan_to_num(np.asarray(m, dtype=np.float32))
-    lo, hi = float(m.min()) if m.size else 0.0, float(m.max()) if m.size else 0.0
+    lo, hi = (float(m.min()), float(m.max())) if m.size else (0.0, 0.0)
     scaled = (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
-    return base64.b64encode(np.clip(np.rint(scaled * 255), 0, 255).astype(np.uint8).tobytes()).decode()
+    return np.clip(np.rint(scaled * 255), 0, 255).astype(np.uint8).tobytes()
 
 
 def _jsonable(v: Any) -> Any:
@@ -54,21 +75,55 @@ def _jsonable(v: Any) -> Any:
     return str(v)
 
 
-class AuditExplorer(anywidget.AnyWidget):
-    """A gallery of an audit's images with their heatmaps, sortable and filterable by any column.
+def _value_text(column: str, value: Any) -> str:
+    """``"region_top_left 0.42"``: the sorted column and its value, rounded."""
+    if value is None:
+        return f"{column} –"
+    if isinstance(value, bool):
+        return f"{column} {'yes' if value else 'no'}"
+    if isinstance(value, float):
+        return f"{column} {value:.2f}"
+    return f"{column} {value}"
 
-    Shows the shortcuts the report found, a mean map per class (click one to filter the gallery to that
-    class), sort and filter controls over every recorded column (``probability``, ``correct``,
-    ``object_energy``, ``region_<name>``, ...), and one page of thumbnails with the map laid over them
-    (object boxes outlined). Clicking a thumbnail opens the image in :class:`camwidget.CamExplorer`
-    below the gallery.
+
+def display_normalisation(
+    x: Any, mean: Any = None, std: Any = None
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The (mean, std) that turn the input ``x`` (C, H, W) back into [0, 1] pixels for display.
+
+    The audit's own when known; else the ones that stretch ``x``'s value range to [0, 1] (as the
+    audit's thumbnails do), so an input of unknown normalisation still shows as an image.
+    """
+    if mean is not None and std is not None:
+        return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+    lo, hi = float(x.min()), float(x.max())
+    span = hi - lo if hi > lo else 1.0
+    channels = int(x.shape[0])
+    return (-lo / span,) * channels, (1.0 / span,) * channels
+
+
+class AuditExplorer(anywidget.AnyWidget):
+    """A gallery of an audit's images with their heatmaps: findings, class mean maps, sort, filter, open.
+
+    Shows the shortcut findings (click one: the gallery shows that class, the images leaning most on
+    the place first; "test it" runs the paste/remove counterfactual when the model is known), a mean
+    map per class drawn over a typical image of it with the named regions outlined (click: filter to
+    the class), sort and filter controls over every recorded column (``probability``, ``correct``,
+    ``object_energy``, ``region_<name>``, ...), and one page of thumbnails with the map laid over them,
+    regions and object boxes outlined, captioned ``#index label → prediction`` and the sorted value.
+    Clicking a thumbnail opens the audited input in :class:`camwidget.CamExplorer` below the gallery,
+    with the audit's method and layer, on the predicted class; a misclassified image opens comparing
+    the label's map with the prediction's.
 
     Args:
         report: an :class:`AuditReport` (from :func:`camwidget.audit` or :meth:`AuditReport.load`).
-        model: the audited model, needed to open images in CamExplorer. Default None (the click then
-            shows the image's recorded values).
-        dataset: the audited dataset, to open full-size images; default the report's (set when the
-            report came from ``audit()``, or for folder audits).
+        model: the audited model, needed to open images and to test findings. Default None (a click
+            then shows the image's recorded values).
+        dataset: the audited dataset, when the report does not know it already (a report loaded from
+            its file, for a non-folder audit); checked against the audit's data fingerprint.
+        transform: the audit's ``transform=``, for a loaded report.
+        shortcuts: the findings to list (e.g. ``report.shortcuts(model=model)``, tested); default
+            ``report.shortcuts()``, untested.
         page_size: thumbnails per page. Default 48.
         thumb_px: thumbnail width in pixels on screen. Default 96.
         class_by: mean maps per "predicted" (default) or "label" class.
@@ -76,15 +131,22 @@ class AuditExplorer(anywidget.AnyWidget):
     Attributes:
         detail: the ``ipywidgets.VBox`` below the gallery where opened images appear.
         explorer: the last CamExplorer opened, or None.
+        shortcut_list: the :class:`~camwidget.audit.shortcuts.Shortcuts` shown (tested ones carry
+            their ``counterfactual``).
 
     Programmatic use: set ``sort_by``, ``descending``, ``filters`` (a list of ``{"column", "op",
     "value"}`` dicts with ``op`` in :data:`FILTER_OPS`) and ``page``; :meth:`rows` returns the filtered,
-    sorted table; :meth:`open_image` opens an image by dataset index.
+    sorted table; :meth:`open_image` opens an image by dataset index; :meth:`test_finding` runs the
+    counterfactual of a listed finding.
     """
 
+    # Set in the constructor (not as anywidget file paths) so that the comm opens with the module in
+    # its first state -- the front end builds the view from that state -- and so that ipywidgets'
+    # embed, which drops default-valued traits, keeps them.
     _esm = t.Unicode("").tag(sync=True)
     _css = t.Unicode("").tag(sync=True)
 
+    panels = t.List(t.Unicode(), list(PANELS)).tag(sync=True)
     title = t.Unicode("").tag(sync=True)
     columns = t.List(t.Dict()).tag(sync=True)
     sort_by = t.Unicode("index").tag(sync=True)
@@ -97,10 +159,14 @@ class AuditExplorer(anywidget.AnyWidget):
     items = t.List(t.Dict()).tag(sync=True)
     class_by = t.Unicode("predicted").tag(sync=True)
     class_maps = t.List(t.Dict()).tag(sync=True)
-    shortcuts = t.List(t.Dict()).tag(sync=True)
+    regions = t.List(t.Dict()).tag(sync=True)
+    findings = t.List(t.Dict()).tag(sync=True)
+    can_test = t.Bool(False).tag(sync=True)
+    colormap = t.Unicode("jet").tag(sync=True)
     opacity = t.Float(0.5).tag(sync=True)
     show_maps = t.Bool(True).tag(sync=True)
     show_boxes = t.Bool(True).tag(sync=True)
+    show_regions = t.Bool(True).tag(sync=True)
     thumb_px = t.Int(96).tag(sync=True)
     selected = t.Int(-1).tag(sync=True)
     message = t.Unicode("").tag(sync=True)
@@ -111,6 +177,8 @@ class AuditExplorer(anywidget.AnyWidget):
         model: Any = None,
         *,
         dataset: Any = None,
+        transform: Any = None,
+        shortcuts: Shortcuts | None = None,
         page_size: int = 48,
         thumb_px: int = 96,
         class_by: str = "predicted",
@@ -131,38 +199,33 @@ class AuditExplorer(anywidget.AnyWidget):
             raise ValueError(f"class_by must be 'predicted' or 'label', got {class_by!r}")
         import ipywidgets
 
+        if dataset is not None or transform is not None:
+            report.use_dataset(dataset if dataset is not None else report.dataset, transform)
         self.report = report
         self.model = model
-        self.dataset = dataset if dataset is not None else report.dataset
         self.explorer: Any = None
         self.detail = ipywidgets.VBox()
         self._df = report.to_dataframe().reset_index()  # "index" (the dataset index) becomes a column
         self._position = {int(i): p for p, i in enumerate(self._df["index"])}
         self._order = np.arange(len(self._df))
-        super().__init__()
+        self.shortcut_list = report.shortcuts() if shortcuts is None else Shortcuts(shortcuts)
+        self._finding_columns = self._add_finding_columns()
+        esm, css = _front_end()
+        super().__init__(_esm=esm, _css=css)
         with self.hold_sync():
-            self._esm = (_HERE / "gallery.js").read_text(encoding="utf-8")
-            self._css = (_HERE / "gallery.css").read_text(encoding="utf-8")
             self.page_size = page_size
             self.thumb_px = int(thumb_px)
             self.class_by = class_by
+            self.can_test = model is not None
             self.n_rows = len(self._df)
+            errors = int(self._df["error"].notna().sum())
             self.title = (
                 f"Audit: {len(self._df)} images, method {report.method} at layer {report.layer!r}"
-                + (
-                    f", {int(self._df['error'].notna().sum())} unreadable"
-                    if self._df["error"].notna().any()
-                    else ""
-                )
+                + (f", {errors} unreadable" if errors else "")
             )
             self.columns = [{"name": c, "kind": self._kind(c)} for c in self._df.columns]
-            self.shortcuts = [
-                {
-                    k: _jsonable(v) if not isinstance(v, (list, tuple)) else list(v)
-                    for k, v in s.__dict__.items()
-                }
-                for s in report.shortcuts()[:5]
-            ]
+            self.regions = self._region_outlines()
+            self.findings = self._findings()
             self._update_class_maps()
             self._refresh()
         self.observe(self._on_query, names=["sort_by", "descending", "filters", "page", "page_size"])
@@ -175,6 +238,116 @@ class AuditExplorer(anywidget.AnyWidget):
 
         self._container = getattr(self, "_container", None) or ipywidgets.VBox([self, self.detail])
         return self._container._repr_mimebundle_(**kwargs)
+
+    # -- what the panels show -----------------------------------------------------------------------
+    def _fractions(self, box: Any) -> list[float] | None:
+        size = self.report.image_size
+        if not size or box is None:
+            return None
+        h, w = size
+        x0, y0, x1, y1 = (float(v) for v in box)
+        return [round(x0 / w, 6), round(y0 / h, 6), round(x1 / w, 6), round(y1 / h, 6)]
+
+    def _region_outlines(self) -> list[dict[str, Any]]:
+        out = []
+        for name, desc in self.report.regions.items():
+            box = self._fractions(desc.get("box") or desc.get("bbox"))
+            if box is not None:
+                out.append({"name": name, "box": box})
+        return out
+
+    def _add_finding_columns(self) -> dict[int, str]:
+        """A table column per hotspot finding (each image's energy share there), for sorting."""
+        columns: dict[int, str] = {}
+        for k, s in enumerate(self.shortcut_list):
+            if s.column is not None and s.column in self._df.columns:
+                columns[k] = s.column
+            elif s.cells is not None:
+                h, w = self.report.maps_shape()
+                mask = np.zeros((h, w), dtype=bool)
+                for y, x in s.cells:
+                    mask[y, x] = True
+                name = f"hotspot_{k + 1}"
+                self._df[name] = self.report.energy_in(mask)
+                columns[k] = name
+        return columns
+
+    def _finding(self, k: int, s: Shortcut) -> dict[str, Any]:
+        by_column = "label_name" if s.by == "label" else "predicted_name"
+        area = f"{100 * s.area:.0f}%" if s.area >= 0.01 else f"{100 * s.area:.1f}%"
+        text = (
+            f"{s.class_name} → {s.where}: {s.users} of {s.images} images ({100 * s.users_fraction:.0f}%) put "
+            f"{100 * s.user_share:.0f}% of their map energy there ({s.lift:.1f}× its {area} of the image); "
+            f"{100 * s.others_fraction:.0f}% of other classes' images do"
+        )
+        cf = s.counterfactual
+        flips = ""
+        if cf is not None:
+            flips = (
+                f"pasted: {cf.pasted_flipped}/{cf.pasted} flip to {cf.class_name}; "
+                f"removed: {cf.removed_flipped}/{cf.removed} flip away"
+            )
+        return {
+            "id": k,
+            "class_name": s.class_name,
+            "kind": s.kind,
+            "region": s.region,
+            "box": self._fractions(s.box),
+            "score": round(float(s.score), 4),
+            "users": int(s.users),
+            "images": int(s.images),
+            "text": text,
+            "flips": flips,
+            "filters": [{"column": by_column, "op": "==", "value": s.class_name}],
+            "sort_by": self._finding_columns.get(k, "index"),
+            "examples": list(s.examples),
+        }
+
+    def _findings(self) -> list[dict[str, Any]]:
+        return [self._finding(k, s) for k, s in enumerate(self.shortcut_list[:8])]
+
+    def test_finding(self, k: int) -> Any:
+        """Run the paste/remove counterfactual of listed finding ``k`` (needs the model and the
+        audited dataset); returns its :class:`~camwidget.audit.counterfactual.Counterfactual`."""
+        import dataclasses
+
+        if self.model is None:
+            raise ValueError("pass model= to AuditExplorer to test findings")
+        s = self.shortcut_list[k]
+        cf = self.report.counterfactual(s, self.model)
+        self.shortcut_list[k] = dataclasses.replace(s, counterfactual=cf)
+        self.findings = self._findings()
+        return cf
+
+    def _update_class_maps(self) -> None:
+        """Mean maps per class, each over the class's most typical image (its map nearest the mean)."""
+        report = self.report
+        maps = report.class_mean_maps(by=self.class_by)
+        column = f"{self.class_by}_name"
+        counts = self._df[column].value_counts()
+        energy = report._energy()
+        positions = report._groups(self.class_by)
+        idx = report.table()["idx"]
+        out = []
+        for k, pos in positions.items():
+            name = str(report._name(k))
+            mean = maps[name]
+            flat = energy[pos].reshape(len(pos), -1)
+            norms = np.linalg.norm(flat, axis=1) * max(float(np.linalg.norm(mean)), 1e-12)
+            similarity = (flat @ mean.ravel()) / np.where(norms > 0, norms, 1.0)
+            typical = int(idx[pos[int(np.argmax(similarity))]])
+            out.append(
+                {
+                    "name": name,
+                    "count": int(counts.get(name, 0)),
+                    "h": int(mean.shape[0]),
+                    "w": int(mean.shape[1]),
+                    "map": _levels(mean),
+                    "thumb": report.thumbnail(typical) or b"",
+                    "index": typical,
+                }
+            )
+        self.class_maps = out
 
     # -- table ----------------------------------------------------------------------------------------
     def _kind(self, column: str) -> str:
@@ -216,9 +389,8 @@ class AuditExplorer(anywidget.AnyWidget):
             text = str(value).strip().lower()
             if text not in ("true", "false", "yes", "no", "1", "0"):
                 raise ValueError(f"{column} is yes/no; filter it with true or false, not {value!r}")
-            target = text in ("true", "yes", "1")
+            target = float(text in ("true", "yes", "1"))
             values = series.astype("float64").to_numpy()
-            target = float(target)
         else:
             target = str(value)
             values = series.astype(str).to_numpy()
@@ -261,105 +433,152 @@ class AuditExplorer(anywidget.AnyWidget):
     def _card(self, position: int) -> dict[str, Any]:
         row = self._df.iloc[position]
         index = int(row["index"])
-        thumb = self.report.thumbnail(index)
-        maps = self.report.maps([index], normalized=True)
-        h, w = maps.shape[1:]
-        label = row.get("label_name")
-        pred = row.get("predicted_name")
         error = _jsonable(row.get("error"))
+        label = _jsonable(row.get("label_name"))
+        pred = _jsonable(row.get("predicted_name"))
+        prob = _jsonable(row.get("probability"))
+        sort_by = self.sort_by if self.sort_by in self._df.columns else "index"
+        value = _jsonable(row.get(sort_by)) if sort_by != "index" else None
         card: dict[str, Any] = {
             "index": index,
-            "thumb": "data:image/jpeg;base64," + base64.b64encode(thumb).decode() if thumb else None,
-            "map": _levels(maps[0]) if error is None else "",
-            "map_h": int(h),
-            "map_w": int(w),
+            "thumb": self.report.thumbnail(index) or b"",
+            "map": b"",
+            "map_h": 0,
+            "map_w": 0,
             "correct": _jsonable(row.get("correct")),
             "error": error,
-            "value": _jsonable(row.get(self.sort_by)) if self.sort_by not in ("index",) else None,
+            "label_name": label,
+            "predicted_name": pred,
+            "probability": prob,
+            "value": value,
+            "value_text": _value_text(sort_by, value) if sort_by != "index" else "",
         }
         if error is not None:
             card["caption"] = f"#{index} unreadable"
             card["title"] = f"#{index}: {error}"
-        else:
-            prob = row.get("probability")
-            card["caption"] = f"#{index} {pred} {prob:.0%}" if prob == prob else f"#{index} {pred}"
-            card["title"] = f"#{index}: label {label}, predicted {pred} ({prob:.1%})"
+            return card
+        maps = self.report.maps([index], normalized=True)
+        card["map"], card["map_h"], card["map_w"] = _levels(maps[0]), int(maps.shape[1]), int(maps.shape[2])
+        card["caption"] = f"#{index} {label or '?'} → {pred}"
+        chance = f" ({100 * prob:.1f}%)" if prob is not None else ""
+        card["title"] = f"#{index}: label {label or 'unknown'}, predicted {pred}{chance}"
         box = row.get("object_box") if "object_box" in self._df.columns else None
-        size = self.report.image_size
-        if isinstance(box, str) and box.startswith("[") and size:
-            x0, y0, x1, y1 = (float(v) for v in box.strip("[]").split(","))
-            card["box"] = [x0 / size[1], y0 / size[0], x1 / size[1], y1 / size[0]]
+        if isinstance(box, str) and box.startswith("["):
+            card["box"] = self._fractions([float(v) for v in box.strip("[]").split(",")])
         return card
-
-    def _update_class_maps(self) -> None:
-        maps = self.report.class_mean_maps(by=self.class_by)
-        counts = self._df[f"{self.class_by}_name"].value_counts()
-        self.class_maps = [
-            {
-                "name": name,
-                "count": int(counts.get(name, 0)),
-                "h": int(m.shape[0]),
-                "w": int(m.shape[1]),
-                "map": _levels(m),
-            }
-            for name, m in maps.items()
-        ]
 
     def _on_query(self, change: dict[str, Any]) -> None:
         if change["name"] in ("filters", "sort_by", "descending", "page_size") and self.page != 0:
             self.page = 0  # the observer refreshes
             return
-        self._refresh()
+        try:
+            self._refresh()
+        except Exception as exc:  # shown in the gallery rather than lost in a comm callback
+            self.message = f"the gallery could not update: {type(exc).__name__}: {exc}"
 
     # -- opening an image -------------------------------------------------------------------------------
     def _on_message(self, widget: Any, content: Any, buffers: Any) -> None:
-        if isinstance(content, dict) and content.get("event") == "open":
+        if not isinstance(content, dict):
+            return
+        if content.get("event") == "open":
             self.open_image(int(content["index"]))
+        elif content.get("event") == "test":
+            try:
+                self.test_finding(int(content["finding"]))
+            except Exception as exc:  # shown in the gallery rather than lost in a comm callback
+                self.message = f"testing the finding failed: {exc}"
 
-    def open_image(self, index: int) -> Any:
-        """Open dataset item ``index`` below the gallery: in CamExplorer when the model and the image
-        are available, else as its recorded values. Returns the CamExplorer (or None)."""
+    def _caption(self, index: int, row: Any, note: str = "") -> Any:
         import ipywidgets
 
-        df = self._df
+        label, pred = _jsonable(row.get("label_name")), _jsonable(row.get("predicted_name"))
+        prob = _jsonable(row.get("probability"))
+        error = _jsonable(row.get("error"))
+        parts = [f"<b>#{index}</b>"]
+        if error is not None:
+            parts.append(f"unreadable: {html.escape(error)}")
+        else:
+            chance = f" ({100 * prob:.1f}%)" if prob is not None else ""
+            verdict = "✓" if label == pred else "✗"
+            parts.append(
+                f"label <b>{html.escape(str(label))}</b> → predicted <b>{html.escape(str(pred))}</b>{chance} "
+                f"{verdict if label is not None else ''}"
+            )
+            shares = [
+                f"{c} {float(row[c]):.2f}"
+                for c in self._df.columns
+                if (c.startswith("region_") or c == "object_energy" or c.startswith("hotspot_"))
+                and _jsonable(row[c]) is not None
+            ]
+            if shares:
+                parts.append(html.escape(", ".join(shares)))
+        if note:
+            parts.append(f"<i>{html.escape(note)}</i>")
+        return ipywidgets.HTML(f"<div class='cw-audit-detail'>{' · '.join(parts)}</div>")
+
+    def open_image(self, index: int) -> Any:
+        """Open dataset item ``index`` below the gallery: the audited input in CamExplorer when the
+        model and the dataset are known, else its recorded values. Returns the CamExplorer (or None).
+
+        The explorer gets the exact input the audit explained (the item through the audit's
+        transform), the audit's method and layer, the predicted class, the audit's normalisation for
+        display; a misclassified image opens comparing the label's map with the prediction's.
+        """
+        index = int(index)
         if index not in self._position:
             raise KeyError(f"dataset index {index} is not in this audit")
-        self.selected = int(index)
-        row = df.iloc[self._position[index]]
-        facts = ", ".join(
-            f"{k}={_jsonable(row[k]) if not isinstance(_jsonable(row[k]), float) else f'{row[k]:.3f}'}"
-            for k in df.columns
-            if k != "index" and _jsonable(row[k]) is not None
-        )
-        info = ipywidgets.HTML(f"<b>#{index}</b>: {html.escape(facts)}")
+        self.selected = index
+        row = self._df.iloc[self._position[index]]
         self._close_explorer()
         if _jsonable(row["error"]) is not None:
-            self.detail.children = [info]
+            self._show_detail(self._caption(index, row))
             return None
-        image, why = self._image(index)
-        if self.model is None or image is None:
-            hint = "pass model= to AuditExplorer" if self.model is None else why
-            note = ipywidgets.HTML(f"<i>To open it in CamExplorer: {html.escape(hint)}.</i>")
-            self.detail.children = [info, note]
+        if self.model is None:
+            self._show_detail(
+                self._caption(index, row, "to open it in CamExplorer, pass model= to AuditExplorer")
+            )
+            return None
+        try:
+            x = self.report.inputs([index])[0]
+        except (ValueError, KeyError) as exc:
+            self._show_detail(self._caption(index, row, f"to open it in CamExplorer: {exc}"))
             return None
         import camwidget
 
+        display = self.report.display
+        mean, std = display_normalisation(x, display.get("mean"), display.get("std"))
+        pred = _jsonable(row.get("predicted"))
+        label = _jsonable(row.get("label"))
+        names = self.report.class_names if len(self.report.class_names) == self.report.num_classes else None
         kwargs: dict[str, Any] = {
             "method": self.report.method,
             "layer": self.report.layer,
-            "class_names": self.report.class_names if len(self.report.class_names) else None,
+            "class_names": names,
+            "mean": mean,
+            "std": std,
+            "target": pred,
         }
-        display = self.report.display
-        if display.get("mean") and display.get("std"):
-            kwargs["mean"], kwargs["std"] = display["mean"], display["std"]
+        note = f"the audited input, {'×'.join(str(v) for v in x.shape)}"
+        if label is not None and pred is not None and label != pred:
+            kwargs.update(compare="class", compare_class=int(label))
+            note += "; comparing the prediction's map (A) with the label's (B)"
         try:
-            self.explorer = camwidget.CamExplorer(self.model, image, **kwargs)
+            explorer = camwidget.CamExplorer(self.model, x, **kwargs)
         except Exception as exc:  # show the reason in the panel rather than lose it in a comm callback
-            note = ipywidgets.HTML(f"<i>CamExplorer could not open it: {html.escape(str(exc))}</i>")
-            self.detail.children = [info, note]
+            self._show_detail(self._caption(index, row, f"CamExplorer could not open it: {exc}"))
             return None
-        self.detail.children = [info, self.explorer]
-        return self.explorer
+        self.explorer = explorer
+        self._show_detail(self._caption(index, row, note), explorer)
+        return explorer
+
+    def _show_detail(self, *children: Any) -> None:
+        """Show ``children`` under the gallery; close what they replace (a caption, an explorer), so
+        that no live container is left pointing at a closed widget."""
+        old = [c for c in self.detail.children if c not in children]
+        self.detail.children = children
+        for widget in old:
+            if widget.comm is not None:  # the explorer is closed already
+                widget.close()
 
     def _close_explorer(self) -> None:
         if getattr(self, "explorer", None) is not None:
@@ -369,27 +588,13 @@ class AuditExplorer(anywidget.AnyWidget):
                 self.explorer = None
 
     def close(self) -> None:
-        """Close the gallery and any CamExplorer it opened."""
+        """Close the gallery, any CamExplorer it opened and the panel below it."""
         self._close_explorer()
+        detail = getattr(self, "detail", None)  # None when the constructor refused its arguments
+        if detail is not None:
+            self._show_detail()
+            detail.close()
+        container = getattr(self, "_container", None)
+        if container is not None:
+            container.close()
         super().close()
-
-    def _image(self, index: int) -> tuple[Any, str]:
-        """The model input of item ``index`` (a (3, H, W) tensor) and, when missing, why."""
-        dataset = self.dataset
-        if dataset is None:
-            source = self.report.settings.get("dataset", {})
-            if source.get("kind") == "folder" and Path(source.get("root", "")).is_dir():
-                from torchvision.datasets import ImageFolder
-
-                from camwidget.audit.dataset import default_folder_transform
-
-                dataset = ImageFolder(source["root"], transform=default_folder_transform())
-                self.dataset = dataset
-            else:
-                return None, "pass dataset= (the audited dataset) to AuditExplorer"
-        try:
-            item = dataset[index]
-        except Exception as exc:
-            return None, f"reading item {index} failed ({exc})"
-        image = item[0] if isinstance(item, (tuple, list)) else item
-        return image, ""

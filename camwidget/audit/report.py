@@ -1,24 +1,32 @@
 """``AuditReport``: read an audit store back, and find where a model looks for each class.
 
 Tables come back as pandas DataFrames, indexed by the dataset index. Maps come
-back as numpy arrays at the explained layer's resolution.
+back as numpy arrays at the explained layer's resolution. The audited inputs themselves (the dataset
+items after the audit's transform) come back from :meth:`AuditReport.inputs` when the report knows the
+dataset; shortcut findings (:mod:`camwidget.audit.shortcuts`) and their counterfactual test
+(:mod:`camwidget.audit.counterfactual`) build on both.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from camwidget.audit.store import AuditStore, region_column
+from camwidget.audit.shortcuts import Shortcut, Shortcuts, find_shortcuts
+from camwidget.audit.store import AuditStore, SettingsMismatch, check_store_path, region_column, shard_stores
 
 if TYPE_CHECKING:
     import pandas as pd
+    import torch
+    from torch import nn
+
+    from camwidget.audit.counterfactual import Counterfactual
 
 __all__ = ["AuditReport", "Shortcut", "Shortcuts"]
 
@@ -43,73 +51,24 @@ def _pandas() -> Any:
     return pd
 
 
-@dataclass(frozen=True)
-class Shortcut:
-    """A class whose maps concentrate somewhere far more than the other classes' maps do.
-
-    Attributes:
-        class_index, class_name: the class (predicted class by default, see ``by``).
-        kind: "region" (one of the audit's named regions) or "location" (a fixed place found in the
-            class mean map).
-        region: the region's name, or a description of the location such as ``"location (0, 0, 8, 8)"``.
-        box: (x0, y0, x1, y1) in input pixels: the region's box (or its mask's bounding box), or the
-            location's bounding box.
-        score: ``share - others``, in [-1, 1]: how much more of this class's map energy lies there than
-            for a typical other class. Shortcuts are sorted by it.
-        share: mean share of this class's map energy inside the region (0..1).
-        others: the median over the other classes of the same share.
-        images: how many images the class has in the audit.
-        examples: dataset indices of this class's images with the most energy there, most first.
-    """
-
-    class_index: int
-    class_name: str
-    kind: str
-    region: str
-    box: tuple[float, float, float, float]
-    score: float
-    share: float
-    others: float
-    images: int
-    examples: list[int] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        return (
-            f"{self.class_name!r} -> {self.region}: {self.share:.0%} of its map energy vs {self.others:.0%} "
-            f"for other classes (score {self.score:+.2f}, {self.images} images; e.g. {self.examples[:5]})"
-        )
-
-
-class Shortcuts(list):  # type: ignore[type-arg]
-    """A list of :class:`Shortcut`, strongest first, that prints as a table."""
-
-    def __repr__(self) -> str:
-        if not self:
-            return "Shortcuts([]): no class concentrates on a region or location more than the others"
-        lines = [f"{'class':<16} {'where':<28} {'score':>6} {'share':>6} {'others':>6} {'n':>5}  examples"]
-        for s in self:
-            lines.append(
-                f"{s.class_name[:16]:<16} {s.region[:28]:<28} {s.score:>+6.2f} {s.share:>6.0%} "
-                f"{s.others:>6.0%} {s.images:>5}  {s.examples[:5]}"
-            )
-        return "\n".join(lines)
-
-    def to_dataframe(self) -> pd.DataFrame:
-        """The shortcuts as a DataFrame (one row each)."""
-        pd = _pandas()
-        return pd.DataFrame([s.__dict__ for s in self])
-
-
 class AuditReport:
     """The results of :func:`camwidget.audit`, read from its store.
 
     Create with :meth:`load` (or get one from ``camwidget.audit(...)``). Attributes: ``settings`` (what
-    the audit recorded: method, layer, model fingerprint, dataset, regions, metrics, number of classes),
-    ``class_names``, ``regions`` (name -> box/mask description), ``image_size`` (H, W), ``dataset``
-    (the dataset object when the report came from ``audit()`` or was given one, else None).
+    the audit recorded: method, layer, the model's, the data's and the transform's fingerprints,
+    regions, metrics), ``class_names``, ``regions`` (name -> box/mask description), ``image_size``
+    (H, W), ``display`` (the input normalisation, ``mean``/``std``), ``dataset`` and ``transform`` (what
+    the audit read, when the report came from ``audit()`` or was given them; else None).
     """
 
-    def __init__(self, store: AuditStore | str | os.PathLike[str], *, dataset: Any = None) -> None:
+    def __init__(
+        self,
+        store: AuditStore | str | os.PathLike[str],
+        *,
+        dataset: Any = None,
+        transform: Callable[[Any], Any] | None = None,
+        verified: bool = False,
+    ) -> None:
         if isinstance(store, AuditStore):
             self._store = store
         else:
@@ -120,6 +79,9 @@ class AuditReport:
             raise ValueError(f"the store {self.path!r} holds no audit yet (no settings recorded)")
         self.settings: dict[str, Any] = settings
         self.dataset = dataset
+        self.transform = transform
+        self._verified = bool(verified)
+        self._items: Any = None
         self.regions: dict[str, Any] = dict(settings.get("regions") or {})
         self.num_classes: int = int(self._store.get_meta("num_classes") or 0)
         names = self._store.get_meta("class_names")
@@ -133,19 +95,49 @@ class AuditReport:
         self._maps: np.ndarray | None = None
 
     @classmethod
-    def load(cls, store: str | os.PathLike[str] = "audit.sqlite", *, dataset: Any = None) -> AuditReport:
-        """Open the audit store at ``store`` (read-only).
+    def load(
+        cls,
+        store: str | os.PathLike[str] = "audit.sqlite",
+        *,
+        dataset: Any = None,
+        transform: Callable[[Any], Any] | None = None,
+        verified: bool = False,
+    ) -> AuditReport:
+        """Open the audit store at ``store`` (read-only; read-only media work too).
+
+        Shard files that an interrupted ``torchrun`` audit left next to ``store`` are read with it
+        (a warning says so and how to merge them); nothing is written.
 
         Args:
             store: the SQLite file written by :func:`camwidget.audit`. Default "audit.sqlite".
-            dataset: the audited dataset, so that galleries can open full images (optional; a folder
-                audit finds its folder by itself).
+            dataset: the audited dataset, so that the gallery can open images and shortcuts can be
+                tested (optional; a folder audit finds its folder by itself). Checked against the data
+                fingerprint the audit recorded when first used.
+            transform: the audit's ``transform=``, if it had one (a folder audit's default is known).
+            verified: skip that check (the caller knows the dataset is the audited one).
+
+        Raises:
+            FileNotFoundError: neither the store nor any shard of it exists.
+            camwidget.audit.store.UnusableStore: a folder or a damaged file.
         """
-        if not Path(store).exists():
+        check_store_path(store)
+        shards = shard_stores(store)
+        if not Path(store).exists() and not shards:
             raise FileNotFoundError(
                 f"no audit store at {str(store)!r}; run camwidget.audit(..., store=...) first"
             )
-        return cls(store, dataset=dataset)
+        opened = AuditStore(store, readonly=True, shards=shards)
+        if opened.shards or not Path(store).exists():
+            count = len(opened.shards) + (0 if Path(store).exists() else 1)
+            warnings.warn(
+                f"also reading {count} shard file{'s' if count != 1 else ''} an interrupted torchrun audit "
+                f"left next to {str(store)!r} (not merged yet): rerun the audit to finish and merge them, "
+                f"or merge now with: python -m camwidget.audit merge {store} "
+                + " ".join(str(s) for s in shards),
+                UserWarning,
+                stacklevel=2,
+            )
+        return cls(opened, dataset=dataset, transform=transform, verified=verified)
 
     # -- basics ---------------------------------------------------------------------------------------
     @property
@@ -329,6 +321,11 @@ class AuditReport:
             self._maps = out
         return self._maps
 
+    def maps_shape(self) -> tuple[int, int]:
+        """(h, w) of the stored maps: the explained layer's resolution (the most common one)."""
+        h, w = self._all_maps().shape[1:]
+        return int(h), int(w)
+
     def maps(
         self,
         indices: Sequence[int] | None = None,
@@ -427,6 +424,106 @@ class AuditReport:
             out[str(self._name(k))] = mean.astype(np.float32)
         return out
 
+    def energy_in(self, cells: np.ndarray) -> np.ndarray:
+        """Each image's share of map energy in ``cells``, an (h, w) bool mask at the maps' resolution.
+
+        Returns:
+            (N,) float64 in [0, 1], in index order (NaN for error rows).
+        """
+        energy = self._energy()
+        mask = np.asarray(cells, dtype=bool)
+        if mask.shape != energy.shape[1:]:
+            raise ValueError(
+                f"cells must be an {energy.shape[1:]} mask (the maps' resolution), got {mask.shape}"
+            )
+        shares = energy[:, mask].sum(axis=1).astype(np.float64)
+        shares[self.table()["error_flag"]] = np.nan
+        return shares
+
+    # -- the audited inputs -----------------------------------------------------------------------------
+    def use_dataset(self, dataset: Any, transform: Callable[[Any], Any] | None = None) -> AuditReport:
+        """Tell the report which dataset (and transform) the audit read; checked against the recorded
+        fingerprints when first used (:meth:`inputs`). Returns self."""
+        self.dataset, self.transform, self._verified, self._items = dataset, transform, False, None
+        return self
+
+    def _reader(self) -> Any:
+        """The audit's item reader (dataset + transform), checked against the recorded fingerprints."""
+        if self._items is not None:
+            return self._items
+        from camwidget.audit.dataset import Items, default_folder_transform
+        from camwidget.audit.fingerprint import data_fingerprint, describe_mismatch, describe_transform
+
+        dataset, transform = self.dataset, self.transform
+        source = self.settings.get("dataset", {})
+        if dataset is None and source.get("kind") == "folder" and Path(source.get("root", "")).is_dir():
+            from torchvision.datasets import ImageFolder
+
+            dataset = ImageFolder(source["root"])
+            if transform is None:
+                recorded = (self.settings.get("transform") or {}).get("description")
+                default = default_folder_transform()
+                if recorded not in (None, describe_transform(default)):
+                    raise ValueError(
+                        f"the audit of {source['root']!r} used its own transform ({recorded}); pass it as "
+                        "AuditReport.load(..., transform=...)"
+                    )
+                transform = default
+        if dataset is None:
+            raise ValueError(
+                "this report does not know the audited dataset; pass it: AuditReport.load(store, "
+                "dataset=..., transform=...) (or AuditExplorer(report, model, dataset=...))"
+            )
+        if not self._verified and "fingerprint" in source:
+            data, described = data_fingerprint(dataset, transform)
+            stored = {"dataset": source, "transform": self.settings.get("transform")}
+            given = {"dataset": {**source, "fingerprint": data}, "transform": described}
+            if stored != given:
+                raise SettingsMismatch(
+                    "the dataset given to this report is not the audited one: "
+                    f"{describe_mismatch(stored, given)}. Pass the dataset (and transform=) the audit read"
+                )
+        self.dataset, self.transform, self._verified = dataset, transform, True
+        self._items = Items(dataset, transform)
+        return self._items
+
+    def inputs(self, indices: Sequence[int]) -> torch.Tensor:
+        """The exact model inputs the audit explained for dataset items ``indices``.
+
+        The item read from the audited dataset with the audit's transform, as in the audit itself (a
+        (3, 32, 32) input stays (3, 32, 32): no other preprocessing is applied).
+
+        Args:
+            indices: dataset indices of audited images.
+
+        Returns:
+            (n, C, H, W) float32 CPU tensor (images of another size than the first are not stacked:
+            pass them one at a time).
+
+        Raises:
+            ValueError: the report does not know the dataset (pass ``dataset=`` to :meth:`load`), or an
+                item cannot be read now.
+            camwidget.audit.store.SettingsMismatch: the dataset given is not the audited one.
+            KeyError: an index that is not in the audit.
+        """
+        import torch
+
+        from camwidget.audit.dataset import Item
+
+        wanted = [int(i) for i in indices]
+        self._positions(wanted)  # KeyError for indices outside the audit
+        reader = self._reader()
+        images = []
+        for i in wanted:
+            got = reader[i]
+            if not isinstance(got, Item):
+                raise ValueError(f"dataset item {i} cannot be read: {got.message}")
+            images.append(got.image)
+        if not images:
+            shape = (0, *(reader[0].image.shape if len(reader) else (3, 1, 1)))
+            return torch.zeros(shape)
+        return torch.stack(images)
+
     # -- shortcuts ------------------------------------------------------------------------------------
     def shortcuts(
         self,
@@ -435,110 +532,71 @@ class AuditReport:
         min_score: float = 0.1,
         examples: int = 6,
         min_images: int = 3,
-        location_fraction: float = 0.1,
+        min_users: int = 3,
+        hotspots: bool = True,
+        model: nn.Module | None = None,
+        limit: int | None = 64,
     ) -> Shortcuts:
-        """Classes whose maps concentrate on a given region, or on one fixed location, far more than
-        the other classes' maps do: the signature of a shortcut (a watermark, a tag, a border).
+        """Classes some of whose images lean on a named region or one compact spot far more than other
+        classes' images do: the signature of a shortcut (a watermark, a tag, a border), also when only
+        a minority of the class uses it.
 
-        Two kinds of evidence, scored on one scale (a difference of energy shares, -1..1):
-
-        - *region*: for each named region and class, the class's mean share of map energy inside the
-          region minus the median of the same over the other classes;
-        - *location*: for each class, the cells holding the top ``location_fraction`` of its mean map
-          (at the layer's resolution) and the share of the class's energy there, minus the median share
-          of the other classes' energy in those same cells. A class whose images each look at their own
-          object somewhere else scores near 0; one that always looks at the same corner scores high.
-          A location mostly inside a named region that is already reported is not repeated.
+        See :func:`camwidget.audit.shortcuts.find_shortcuts` for the statistics (per-image outliers
+        against the other classes, energy relative to the region's area, hotspots found from where
+        each image's map peaks).
 
         Args:
             by: group by "predicted" class (default) or true "label".
-            min_score: report only scores at least this high. Default 0.1.
-            examples: example images per shortcut (highest share first). Default 6.
+            min_score: report only findings whose score (users' fraction of the class minus the
+                fraction of other classes' images that lean there as much) is at least this. Default 0.1.
+            examples: example images per finding (most energy there first). Default 6.
             min_images: ignore classes with fewer audited images. Default 3.
-            location_fraction: size of the "fixed location", as a fraction of the layer's cells.
+            min_users: ignore findings with fewer images leaning there. Default 3.
+            hotspots: also look for compact hotspots outside the named regions. Default True.
+            model: the audited model: when given (and the report knows the dataset), every finding is
+                tested by :meth:`counterfactual` and carries its ``counterfactual``.
+            limit: images per direction of that test (None: all). Default 64.
 
         Returns:
-            :class:`Shortcuts`, strongest first; empty when nothing stands out or fewer than two classes
-            have images.
+            :class:`~camwidget.audit.shortcuts.Shortcuts`, strongest first.
         """
-        groups = {k: pos for k, pos in self._groups(by).items() if len(pos) >= min_images}
-        found: list[Shortcut] = []
-        if len(groups) < 2:
-            return Shortcuts()
-        t = self.table()
-        idx = t["idx"]
-        size = self.image_size or (1, 1)
-        # Named regions.
-        region_hits: dict[tuple[int, str], Shortcut] = {}
-        for name, desc in self.regions.items():
-            col = t.get(region_column(name))
-            if col is None:
-                continue
-            means = {
-                k: float(np.nanmean(col[pos])) if np.isfinite(col[pos]).any() else float("nan")
-                for k, pos in groups.items()
-            }
-            for k, pos in groups.items():
-                others = [v for j, v in means.items() if j != k and not math.isnan(v)]
-                if math.isnan(means[k]) or not others:
-                    continue
-                other = float(np.median(others))
-                score = means[k] - other
-                if score < min_score:
-                    continue
-                values = np.nan_to_num(col[pos], nan=-1.0)
-                best = pos[np.argsort(-values, kind="stable")[:examples]]
-                box = tuple(float(v) for v in (desc.get("box") or desc.get("bbox")))
-                examples_found = [int(i) for i in idx[best]]
-                name_k = str(self._name(k))
-                hit = Shortcut(
-                    k, name_k, "region", name, box, score, means[k], other, len(pos), examples_found
-                )
-                region_hits[(k, name)] = hit
-                found.append(hit)
-        # Fixed locations in the class mean maps.
-        energy = self._energy()
-        h, w = energy.shape[1:]
-        cells = max(1, round(location_fraction * h * w))
-        means_map = {k: energy[pos].mean(axis=0) for k, pos in groups.items()}
-        for k, pos in groups.items():
-            flat = means_map[k].ravel()
-            top = np.argsort(-flat, kind="stable")[:cells]
-            share = float(flat[top].sum())
-            others = [float(means_map[j].ravel()[top].sum()) for j in groups if j != k]
-            other = float(np.median(others))
-            score = share - other
-            if score < min_score:
-                continue
-            ys, xs = np.unravel_index(top, (h, w))
-            sy, sx = size[0] / h, size[1] / w
-            box = (
-                float(xs.min() * sx),
-                float(ys.min() * sy),
-                float((xs.max() + 1) * sx),
-                float((ys.max() + 1) * sy),
+        found = find_shortcuts(
+            self,
+            by=by,
+            min_score=min_score,
+            examples=examples,
+            min_images=min_images,
+            min_users=min_users,
+            hotspots=hotspots,
+        )
+        if model is None:
+            return found
+        import dataclasses
+
+        return Shortcuts(
+            dataclasses.replace(
+                s, counterfactual=self.counterfactual(s, model, limit=limit, examples=examples)
             )
-            centres = [((x + 0.5) * sx, (y + 0.5) * sy) for y, x in zip(ys, xs, strict=True)]
-            covered = False
-            for (j, _), hit in region_hits.items():
-                if j != k:
-                    continue
-                x0, y0, x1, y1 = hit.box
-                inside = sum(1 for cx, cy in centres if x0 <= cx < x1 and y0 <= cy < y1)
-                if inside >= 0.5 * len(centres):
-                    covered = True
-            if covered:
-                continue
-            per_image = energy[pos].reshape(len(pos), -1)[:, top].sum(axis=1)
-            best = pos[np.argsort(-per_image, kind="stable")[:examples]]
-            label = f"location ({box[0]:g}, {box[1]:g}, {box[2]:g}, {box[3]:g})"
-            examples_found = [int(i) for i in idx[best]]
-            name_k = str(self._name(k))
-            found.append(
-                Shortcut(k, name_k, "location", label, box, score, share, other, len(pos), examples_found)
-            )
-        found.sort(key=lambda s: -s.score)
-        return Shortcuts(found)
+            for s in found
+        )
+
+    def counterfactual(
+        self,
+        shortcut: Shortcut,
+        model: nn.Module,
+        *,
+        limit: int | None = 64,
+        fill: str = "mean",
+        examples: int = 6,
+    ) -> Counterfactual:
+        """Test a finding by intervention: paste its region onto other classes' images, remove it from
+        the class's own images, and count the predictions that flip.
+
+        See :func:`camwidget.audit.counterfactual.run_counterfactual` (the arguments are the same).
+        """
+        from camwidget.audit.counterfactual import run_counterfactual
+
+        return run_counterfactual(self, shortcut, model, limit=limit, fill=fill, examples=examples)
 
 
 def _check_fraction(value: float, name: str) -> None:

@@ -4,7 +4,13 @@ One call walks the dataset in batches, runs the same :class:`~camwidget.Explaine
 in camwidget (one forward + one backward per batch for the default HiResCAM; the logits are taken from
 that same forward), and commits each batch's rows to an SQLite store (:mod:`camwidget.audit.store`).
 Interrupt it at any point (Ctrl-C, a killed kernel, a crash) and call it again with the same arguments:
-it resumes where it stopped, without duplicates.
+it resumes where it stopped, without duplicates. Ctrl-C ends with one line (:class:`AuditInterrupted`)
+that says how many images are stored where. With insertion/deletion on, the rows of a batch are
+committed in chunks of about ``commit_seconds`` of work, and the progress bar shows the metric's own
+progress inside a chunk.
+
+Items that cannot be audited become error rows and the audit goes on: unreadable files, NaN images,
+and images of another size than the audit's that a named region does not fit or the model refuses.
 
 Scaling out
 -----------
@@ -29,11 +35,11 @@ shard files; copy them to one machine and merge them with
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import io
 import math
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,7 +51,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from camwidget.audit.dataset import Failed, Item, LoaderSpec, make_loader, resolve_dataset
-from camwidget.audit.store import AuditStore, merge_stores, region_column
+from camwidget.audit.fingerprint import data_fingerprint, model_fingerprint
+from camwidget.audit.store import (
+    AuditStore,
+    ReadOnlyStore,
+    merge_stores,
+    region_column,
+    shard_path,
+    shard_stores,
+)
 from camwidget.engine.batching import model_device
 from camwidget.engine.explainer import Explainer
 from camwidget.engine.layers import default_layer, resolve_layer
@@ -56,7 +70,15 @@ from camwidget.metrics import energy_pointing_game, insertion_deletion
 if TYPE_CHECKING:
     from camwidget.audit.report import AuditReport
 
-__all__ = ["METRICS", "audit", "merge_stores", "shard_path", "shard_stores"]
+__all__ = [
+    "METRICS",
+    "AuditInterrupted",
+    "audit",
+    "merge_stores",
+    "model_fingerprint",
+    "shard_path",
+    "shard_stores",
+]
 
 METRICS: tuple[str, ...] = ("energy", "insertion", "deletion")
 """What ``metrics=`` may ask for: "energy" (energy share in each region and in the object box or mask,
@@ -67,39 +89,9 @@ RegionSpec = Sequence[float] | torch.Tensor | np.ndarray
 
 
 # -- small helpers ------------------------------------------------------------------------------------
-def shard_path(store: str | os.PathLike[str], rank: int, world_size: int) -> Path:
-    """Where rank ``rank`` of ``world_size`` writes its shard: ``<stem>.rank<r>-of-<n><suffix>``."""
-    p = Path(store)
-    return p.with_name(f"{p.stem}.rank{rank}-of-{world_size}{p.suffix or '.sqlite'}")
-
-
-def shard_stores(store: str | os.PathLike[str]) -> list[Path]:
-    """Shard stores of ``store`` left in its folder, for any world size (see :func:`shard_path`)."""
-    p = Path(store)
-    return sorted(p.parent.glob(f"{glob.escape(p.stem)}.rank*-of-*{p.suffix or '.sqlite'}"))
-
-
-def model_fingerprint(model: nn.Module, *, samples: int = 512) -> dict[str, Any]:
-    """Class name, parameter count and a digest of the parameters and buffers.
-
-    The digest covers every tensor's name, shape and dtype and the exact bytes of ``samples`` values
-    spread evenly through it: cheap (no full pass over the weights), identical on any device, and
-    changed by any training step or different checkpoint (which move nearly every weight).
-    """
-    digest = hashlib.sha1()
-    with torch.no_grad():
-        for name, t in [*model.named_parameters(), *model.named_buffers()]:
-            flat = t.detach().reshape(-1)
-            n = flat.numel()
-            digest.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
-            if n:
-                picks = torch.linspace(0, n - 1, min(n, samples), device=flat.device).long()
-                digest.update(flat[picks].cpu().numpy().tobytes())
-    return {
-        "class": f"{type(model).__module__}.{type(model).__qualname__}",
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "digest": digest.hexdigest()[:16],
-    }
+class AuditInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM under the command line) stopped the audit; the message says what is stored
+    and how to resume. A ``KeyboardInterrupt``, so code that handles Ctrl-C keeps working."""
 
 
 def _normalise_regions(regions: Mapping[str, RegionSpec] | None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -128,6 +120,7 @@ def _normalise_regions(regions: Mapping[str, RegionSpec] | None) -> tuple[dict[s
                 "mask": sha,
                 "shape": list(mask.shape),
                 "bbox": [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1],
+                "pixels": int(mask.sum()),
             }
             shapes[name] = mask.cpu()
             continue
@@ -153,22 +146,31 @@ def _normalise_regions(regions: Mapping[str, RegionSpec] | None) -> tuple[dict[s
     return described, shapes
 
 
-def _check_regions_fit(regions: dict[str, Any], size: tuple[int, int]) -> None:
+def _regions_misfit(regions: dict[str, Any], size: tuple[int, int]) -> str:
+    """Why ``regions`` do not fit an image of ``size`` (H, W), or "" when they all do."""
     h, w = size
     for name, spec in regions.items():
         if isinstance(spec, torch.Tensor):
             if tuple(spec.shape) != (h, w):
-                raise ValueError(
+                return (
                     f"region {name!r} is a {tuple(spec.shape)} mask but the images are {h}x{w} (H x W); "
                     "give a mask of the input's size"
                 )
         else:
-            _, _, x1, y1 = spec
+            x0, y0, x1, y1 = spec
             if x1 > w or y1 > h:
-                raise ValueError(
-                    f"region {name!r} = {spec} lies outside the {w}x{h} (W x H) input image; boxes are "
-                    f"(x0, y0, x1, y1) in input pixels with x1 <= {w} and y1 <= {h}. Nothing was written"
+                box = f"({x0:g}, {y0:g}, {x1:g}, {y1:g})"
+                return (
+                    f"region {name!r} = {box} lies outside the {w}x{h} (W x H) input image; boxes are "
+                    f"(x0, y0, x1, y1) in input pixels with x1 <= {w} and y1 <= {h}"
                 )
+    return ""
+
+
+def _check_regions_fit(regions: dict[str, Any], size: tuple[int, int]) -> None:
+    problem = _regions_misfit(regions, size)
+    if problem:
+        raise ValueError(f"{problem}. Nothing was written")
 
 
 def box_masks(boxes: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -278,8 +280,11 @@ class _Dist:
 
 
 # -- the per-batch work ------------------------------------------------------------------------------
+Rows = list[dict[str, Any]]
+
+
 class _Auditor:
-    """Turns batches of items into result rows."""
+    """Turns batches of items into result rows, yielded in chunks that are committed one by one."""
 
     def __init__(
         self,
@@ -290,6 +295,8 @@ class _Auditor:
         mean: tuple[float, ...] | None,
         std: tuple[float, ...] | None,
         insertion_deletion: Callable[..., Any] | None,
+        shape: tuple[int, ...],
+        commit_seconds: float,
     ) -> None:
         self.explainer = explainer
         self.model = explainer.model
@@ -300,8 +307,11 @@ class _Auditor:
         self.thumbnail = thumbnail
         self.mean, self.std = mean, std
         self.insertion_deletion = insertion_deletion
+        self.shape = tuple(shape)  # the audit's input shape (C, H, W), from the first item
+        self.commit_seconds = float(commit_seconds)
         self._region_masks: dict[tuple[int, int], torch.Tensor] = {}
-        self.num_classes: int | None = None
+        self._seconds_per_image: float | None = None  # of the metrics, measured as they run
+        self.on_metric_progress: Callable[[int, int], None] | None = None
 
     def region_masks(self, h: int, w: int) -> torch.Tensor:
         key = (h, w)
@@ -323,34 +333,64 @@ class _Auditor:
         raw, logits = self.explainer(x, raw=True, return_logits=True)
         return raw, logits
 
-    def rows(self, items: list[Item]) -> list[dict[str, Any]]:
-        """Result rows for ``items`` (and error rows for images holding NaN or infinite values)."""
+    def rows(self, items: list[Item]) -> Iterator[Rows]:
+        """Result rows for ``items``, in chunks; error rows for images that cannot be audited.
+
+        An image holding NaN or infinite values, or of another size than the audit's that a named
+        region does not fit or that the model refuses, becomes an error row; a failure on images of the
+        audit's own size (a crashing model, a CUDA error) propagates.
+        """
         groups: dict[tuple[int, ...], list[Item]] = {}
         for item in items:
             groups.setdefault(tuple(item.image.shape), []).append(item)
-        out: list[dict[str, Any]] = []
-        for group in groups.values():
+        for shape, group in groups.items():
             x = torch.stack([it.image for it in group])
             finite = torch.isfinite(x).flatten(1).all(dim=1)
             if not bool(finite.all()):
                 ok = finite.tolist()
                 message = "the image contains NaN or infinite values"
-                out += [
+                yield [
                     _failure_row(Failed(it.index, message, it.label, it.path))
                     for it, k in zip(group, ok, strict=True)
                     if not k
                 ]
                 group = [it for it, k in zip(group, ok, strict=True) if k]
                 x = x[finite]
-            if group:
-                out.extend(self._group_rows(group, x.to(self.device, non_blocking=True)))
-        return out
+            if not group:
+                continue
+            if shape == self.shape:
+                yield from self._group_rows(group, x.to(self.device, non_blocking=True))
+                continue
+            # Another size than the audit's: audited on its own if the regions fit and the model takes it.
+            size = "x".join(str(v) for v in shape[-2:])
+            problem = _regions_misfit(self.regions, tuple(shape[-2:])) if self.energy else ""
+            if problem:
+                message = f"the image is {size} (H x W), the audit's images {self._size()}: {problem}"
+                yield [_failure_row(Failed(it.index, message, it.label, it.path)) for it in group]
+                continue
+            try:
+                done = [row for chunk in self._group_rows(group, x.to(self.device)) for row in chunk]
+            except Exception as exc:  # the model refuses this shape: the image is bad, not the model
+                message = (
+                    f"the model failed on this {tuple(shape)} image (the audit's inputs are "
+                    f"{self.shape}): {type(exc).__name__}: {_first_line(exc)}"
+                )
+                done = [_failure_row(Failed(it.index, message, it.label, it.path)) for it in group]
+            yield done
 
-    def _group_rows(self, items: list[Item], x: torch.Tensor) -> list[dict[str, Any]]:
+    def _size(self) -> str:
+        return "x".join(str(v) for v in self.shape[-2:])
+
+    def _chunk(self, remaining: int) -> int:
+        """Images per metrics chunk: about ``commit_seconds`` of work, one image until it is measured."""
+        if self._seconds_per_image is None or self.commit_seconds <= 0:
+            return 1
+        return max(1, min(remaining, int(self.commit_seconds / max(self._seconds_per_image, 1e-9))))
+
+    def _group_rows(self, items: list[Item], x: torch.Tensor) -> Iterator[Rows]:
         n, _, h, w = x.shape
         region_masks = self.region_masks(h, w) if self.energy else None
         raw, logits = self.explain(x)
-        self.num_classes = int(logits.shape[1])
         with torch.no_grad():
             probs = torch.softmax(logits, dim=1)
             prob, pred = probs.max(dim=1)
@@ -376,17 +416,11 @@ class _Auditor:
             scale = raw.flatten(1).abs().amax(dim=1)
             safe = torch.where(scale > 0, scale, torch.ones_like(scale))
             blobs = (raw / safe.view(-1, 1, 1)).to(torch.float16).cpu().numpy()
-        if self.insertion_deletion is not None:
-            norm = {"mean": self.mean, "std": self.std} if self.mean is not None else {}
-            curves = self.insertion_deletion(self.model, x, maps, target=pred, **norm)
-            if "insertion" in self.metrics:
-                cols["insertion_auc"] = _as_list(curves.insertion_auc, n)
-            if "deletion" in self.metrics:
-                cols["deletion_auc"] = _as_list(curves.deletion_auc, n)
         thumbs = _thumbnails(x, self.thumbnail, self.mean, self.std) if self.thumbnail else [None] * n
         pred_l, prob_l, scale_l = pred.cpu().tolist(), prob.cpu().tolist(), scale.cpu().tolist()
-        rows = []
-        for i, it in enumerate(items):
+
+        def make(i: int) -> dict[str, Any]:
+            it = items[i]
             row: dict[str, Any] = {
                 "idx": it.index,
                 "label": it.label,
@@ -403,8 +437,37 @@ class _Auditor:
             }
             for key, values in cols.items():
                 row[key] = _nan_to_none(values[i])
-            rows.append(row)
-        return rows
+            return row
+
+        if self.insertion_deletion is None:
+            yield [make(i) for i in range(n)]
+            return
+        norm = {"mean": self.mean, "std": self.std} if self.mean is not None else {}
+        start = 0
+        while start < n:
+            size = self._chunk(n - start)
+            part = slice(start, start + size)
+            began = time.perf_counter()
+            curves = self.insertion_deletion(
+                self.model, x[part], maps[part], target=pred[part], progress=self.on_metric_progress, **norm
+            )
+            per_image = (time.perf_counter() - began) / size
+            self._seconds_per_image = (
+                per_image if self._seconds_per_image is None else 0.5 * (self._seconds_per_image + per_image)
+            )
+            chunk = [make(i) for i in range(start, start + size)]
+            for metric in ("insertion", "deletion"):
+                if metric in self.metrics:
+                    values = _as_list(getattr(curves, f"{metric}_auc"), size)
+                    for row, v in zip(chunk, values, strict=True):
+                        row[f"{metric}_auc"] = _nan_to_none(v)
+            yield chunk
+            start += size
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else "")[:300]
 
 
 def _as_list(values: Any, n: int) -> list[float]:
@@ -456,6 +519,24 @@ def _probe(spec: LoaderSpec) -> Item:
     )
 
 
+def _resolve_layer(model: nn.Module, layer: str | nn.Module | None, example: torch.Tensor) -> str:
+    """The layer's name; an unknown name lists the spatial layers one could explain instead."""
+    if layer is None:
+        return default_layer(model, example)
+    try:
+        return resolve_layer(model, layer)[0]
+    except ValueError as exc:
+        from camwidget.engine.layers import candidate_layers
+
+        try:
+            names = [info.name for info in candidate_layers(model, example)]
+        except Exception:  # the engine's own message is still there
+            raise exc from None
+        raise ValueError(
+            f"layer {layer!r} is not a layer of the model; choose one of: {', '.join(names)}"
+        ) from None
+
+
 @contextmanager
 def _progress_bar(total: int, initial: int, enabled: bool, desc: str) -> Iterator[Any]:
     from tqdm.auto import tqdm
@@ -467,9 +548,53 @@ def _progress_bar(total: int, initial: int, enabled: bool, desc: str) -> Iterato
         bar.close()
 
 
+class _MetricProgress:
+    """Shows the insertion/deletion metric's own progress (perturbed forwards) in the bar's postfix,
+    at most every half second, so that a long chunk is visibly moving."""
+
+    def __init__(self, bar: Any) -> None:
+        self.bar = bar
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if self.last and now - self.last < 0.5 and done < total:
+            return
+        self.last = now
+        self.bar.set_postfix_str(f"insertion/deletion {done}/{total} forwards", refresh=True)
+
+
 def _remove_store(path: str | os.PathLike[str]) -> None:
     for suffix in ("", "-wal", "-shm"):
         Path(str(path) + suffix).unlink(missing_ok=True)
+
+
+def _stored(store: str | os.PathLike[str]) -> tuple[int, int]:
+    """(images stored in ``store`` and its shard files together, number of shard files)."""
+    shards = [s for s in shard_stores(store) if s.exists()]
+    try:
+        with AuditStore(store, readonly=True, shards=shards) as s:
+            return s.count(), len(s.shards) + (0 if Path(store).exists() else 1)
+    except Exception:  # nothing readable yet
+        return 0, len(shards)
+
+
+def _interrupted_message(store: str | os.PathLike[str], total: int, world_size: int) -> str:
+    if str(store) == ":memory:":
+        return (
+            "audit interrupted: its rows were in the store=':memory:', which is gone; pass store= a file "
+            "path to be able to resume"
+        )
+    count, shards = _stored(store)
+    where = f"{str(store)!r}"
+    if shards:
+        where += f" and {shards} shard file{'s' if shards != 1 else ''} next to it"
+    how = (
+        "run the same torchrun command again to resume (it merges the shards first)"
+        if world_size > 1 or shards
+        else "run the same audit again to resume"
+    )
+    return f"audit interrupted: {count} of {total} images are stored in {where}; {how}"
 
 
 # -- the entry point -------------------------------------------------------------------------------------
@@ -491,6 +616,7 @@ def audit(
     thumbnail: int = 64,
     overwrite: bool = False,
     progress: bool = True,
+    commit_seconds: float = 10.0,
 ) -> AuditReport:
     """Explain every image of ``dataset`` with ``model`` and record the results in an SQLite ``store``.
 
@@ -503,13 +629,21 @@ def audit(
     map with no positive evidence scores 0. Boxes follow camwidget.metrics: (x0, y0, x1, y1), x1 and y1
     exclusive.
 
-    Results are committed batch by batch; interrupting loses at most the batch in flight, and calling
-    again with the same arguments resumes. Items that cannot be loaded become error rows (column
-    ``error``) and the audit goes on. Under ``torchrun`` each process audits its shard; see the module
-    documentation.
+    Results are committed batch by batch (in chunks of about ``commit_seconds`` with insertion/deletion);
+    interrupting loses at most the chunk in flight, and calling again with the same arguments resumes.
+    Ctrl-C raises :class:`AuditInterrupted` (a ``KeyboardInterrupt``) whose message says what is stored.
+    Items that cannot be loaded (or are NaN, or of another size that a region does not fit or the
+    model refuses) become error rows (column ``error``) and the audit goes on. Two audits with the same
+    settings may write one store at once: each skips what the other stored. Under ``torchrun`` each
+    process audits its shard; see the module documentation.
+
+    The store records fingerprints of the model, the data and the transform (a digest of 16 sampled
+    items and of the inputs the transform makes of them, see :mod:`camwidget.audit.fingerprint`) and
+    refuses to resume with other ones, saying what differs.
 
     Args:
-        model: classifier returning (N, K) logits, on any device; left exactly as it came.
+        model: classifier returning (N, K) logits, on any device; left exactly as it came. A
+            :class:`camwidget.models.Pretrained` brings its own transform, class names and mean/std.
         dataset: a map-style ``torch.utils.data.Dataset`` or ``DataLoader`` yielding ``(image, label)``
             or ``(image, label, box_or_mask)``, or a folder in ImageFolder layout. ``image``: a (3, H, W)
             float tensor preprocessed for the model (or anything ``transform`` turns into one);
@@ -517,9 +651,9 @@ def audit(
         method: any name in :data:`camwidget.METHODS`. Default "hirescam" (one forward + backward).
         layer: the layer to explain (name or module); None: the last spatial layer before pooling.
         store: path of the SQLite file (created if missing; reused to resume), or ":memory:".
-            Default "audit.sqlite".
-        regions: named regions to measure, ``{"name": (x0, y0, x1, y1)}`` in input pixels or
-            ``{"name": mask}`` with an (H, W) bool mask. Names must be identifiers.
+            Default "audit.sqlite". A complete audit on read-only media is read back as it is.
+        regions: named regions to measure, ``{"name": (x0, y0, x1, y1)}`` in pixels of the model input
+            (after ``transform``) or ``{"name": mask}`` with an (H, W) bool mask. Names must be identifiers.
         class_names: one name per model output; default the dataset's ``classes`` if it has them.
         batch_size: images per explainer call and per committed transaction. Default 64 (a
             DataLoader's own batch size is used when this is left at 64).
@@ -529,11 +663,14 @@ def audit(
         num_workers: DataLoader worker processes for loading images. Default 0.
         transform: applied to each image before the model (needed when the dataset yields PIL images).
             For a folder the default is resize 256, centre crop 224, ImageNet normalisation.
-        mean, std: the input normalisation, used only to draw thumbnails; None (default) stretches each
-            image's value range (ImageNet's for a folder with the default transform).
+        mean, std: the input normalisation, used to draw thumbnails and by the gallery's CamExplorer;
+            None (default): read from a ``Normalize`` inside ``transform`` if there is one, else each
+            thumbnail's value range is stretched.
         thumbnail: longer side of the stored thumbnails in pixels; 0 stores none. Default 64.
         overwrite: delete an existing store first instead of resuming it. Default False.
         progress: show a tqdm progress bar with images per second. Default True.
+        commit_seconds: with insertion/deletion, commit rows after about this many seconds of metric
+            work (the first image of an audit alone, to measure). Default 10; 0 commits every image.
 
     Returns:
         The :class:`~camwidget.AuditReport` of the whole store.
@@ -542,9 +679,20 @@ def audit(
         TypeError: the model or the dataset's items have the wrong type (the message names the item).
         ValueError: bad arguments, a region outside the image, or a store holding an audit with other
             settings (``SettingsMismatch``). Nothing already stored is ever deleted by an error.
+        camwidget.audit.store.UnusableStore: a folder, read-only or damaged ``store``; the message says
+            what to do.
+        AuditInterrupted: Ctrl-C; the message says how many images are stored and how to resume.
     """
     from camwidget.audit.report import AuditReport
 
+    pretrained_model = getattr(model, "model", None)
+    if not isinstance(model, nn.Module) and isinstance(pretrained_model, nn.Module):
+        # camwidget.models.Pretrained: its transform, names and normalisation unless given
+        transform = transform if transform is not None else getattr(model, "transform", None)
+        class_names = class_names if class_names is not None else getattr(model, "class_names", None)
+        if mean is None and std is None:
+            mean, std = getattr(model, "mean", None), getattr(model, "std", None)
+        model = pretrained_model
     if not isinstance(model, nn.Module):
         raise TypeError(
             f"model must be a torch.nn.Module returning (N, K) logits, got {type(model).__name__}"
@@ -555,12 +703,20 @@ def audit(
     metrics_t = tuple(dict.fromkeys(metrics))
     unknown = [m for m in metrics_t if m not in METRICS]
     if unknown:
-        raise ValueError(f"unknown metric(s) {unknown}; choose from {', '.join(METRICS)}")
+        raise ValueError(
+            f"unknown metric(s) {', '.join(map(str, unknown))}; choose from {', '.join(METRICS)}"
+        )
     region_desc, region_specs = _normalise_regions(regions)
     if region_specs and "energy" not in metrics_t:
         raise ValueError("regions are measured by the 'energy' metric; add 'energy' to metrics=")
     if isinstance(thumbnail, bool) or not isinstance(thumbnail, int) or thumbnail < 0:
         raise ValueError(f"thumbnail must be an int >= 0 (pixels), got {thumbnail!r}")
+    if isinstance(commit_seconds, bool) or not isinstance(commit_seconds, (int, float)) or commit_seconds < 0:
+        raise ValueError(f"commit_seconds must be a number >= 0, got {commit_seconds!r}")
+    if str(store) != ":memory:":
+        from camwidget.audit.store import check_store_path
+
+        check_store_path(store)
     spec = resolve_dataset(
         dataset,
         transform=transform,
@@ -572,123 +728,208 @@ def audit(
     )
 
     dist = _Dist(model)
+    n = len(spec.dataset)  # type: ignore[arg-type]
     try:
-        if dist.world_size > 1 and str(store) == ":memory:":
-            raise ValueError("store=':memory:' cannot be shared by several processes; pass a file path")
-        probe = _probe(spec)
-        if layer is None:
-            layer_name = default_layer(model, probe.image.unsqueeze(0).to(model_device(model)))
-        else:
-            layer_name = resolve_layer(model, layer)[0]
-        names = spec.class_names
-        _check_regions_fit(region_specs, tuple(probe.image.shape[-2:]))  # type: ignore[arg-type]
-        dataset_type = f"{type(spec.dataset).__module__}.{type(spec.dataset).__qualname__}"
-        settings = {
-            "method": method_name,
-            "layer": layer_name,
-            "model": model_fingerprint(model),
-            "dataset": spec.describe,
-            "regions": region_desc,
-            "metrics": sorted(metrics_t),
-        }
-        display = {"mean": spec.mean, "std": spec.std, "thumbnail": thumbnail, "dataset_type": dataset_type}
-
-        # Open (and check) every store this process reads or writes before writing anything.
-        if str(store) != ":memory:" and dist.rank == 0:
-            leftovers = shard_stores(store)
-            if overwrite:
-                for path in [Path(store), *leftovers]:
-                    _remove_store(path)
-            elif leftovers:  # shards of an interrupted torchrun audit (any world size): consolidate first
-                merge_stores(store, leftovers, remove=True)
-        dist.barrier()
-        done: set[int] = set()
-        if dist.world_size > 1:
-            if Path(store).exists():
-                with AuditStore(store, readonly=True) as merged:
-                    merged.check_settings(settings)
-                    done = merged.done_indices()
-            target = AuditStore(shard_path(store, dist.rank, dist.world_size))
-        else:
-            target = AuditStore(store)
-        try:
-            target.check_settings(settings)  # before any work; recorded with the first batch
-
-            def start() -> None:
-                """Record the settings and metadata (once, just before the first rows)."""
-                if not started:
-                    target.init_settings(settings)
-                    target.set_meta("display", display)
-                    if names is not None or target.get_meta("class_names") is None:
-                        target.set_meta("class_names", names)
-                    if target.get_meta("image_size") is None:
-                        target.set_meta("image_size", list(probe.image.shape[-2:]))
-                    started.append(True)
-
-            started: list[bool] = []
-            done |= target.done_indices()
-            n = len(spec.dataset)  # type: ignore[arg-type]
-            mine = [i for i in range(dist.rank, n, dist.world_size)]
-            todo = [i for i in mine if i not in done]
-            explainer = Explainer(model, layer_name, method_name)
-            auditor = _Auditor(
-                explainer,
-                region_specs,
-                metrics_t,
-                thumbnail,
-                spec.mean,
-                spec.std,
-                insertion_deletion if {"insertion", "deletion"} & set(metrics_t) else None,
-            )
-            desc = "audit" if dist.world_size == 1 else f"audit rank {dist.rank}/{dist.world_size}"
-            errors = 0
-            with _progress_bar(len(mine), len(mine) - len(todo), progress and dist.rank == 0, desc) as bar:
-                if todo:
-                    for batch in make_loader(spec, todo):
-                        fatal = [f for f in batch.failures if f.fatal]
-                        if fatal:
-                            raise TypeError(
-                                f"{fatal[0].message}. Audit stopped; the {target.count()} rows already "
-                                "stored are kept"
-                            )
-                        rows = auditor.rows(batch.items) if batch.items else []
-                        rows += [_failure_row(f) for f in batch.failures]
-                        if auditor.num_classes is not None and not started:
-                            _check_classes(names, auditor.num_classes)
-                            if target.get_meta("num_classes") is None:
-                                target.set_meta("num_classes", auditor.num_classes)
-                        start()
-                        target.write_rows(rows)
-                        if batch.failures:
-                            errors += len(batch.failures)
-                            bar.set_postfix(errors=errors, refresh=False)
-                        bar.update(len(rows))
-            start()
-            target.checkpoint()
-        finally:
-            if str(store) != ":memory:":
-                target.close()
-
-        if dist.world_size > 1:
-            dist.barrier()
-            if dist.rank == 0:
-                shards = [shard_path(store, r, dist.world_size) for r in range(dist.world_size)]
-                missing = [str(s) for s in shards if not s.exists()]
-                if missing:
-                    import warnings
-
-                    warnings.warn(
-                        f"shard stores {missing} are not visible from rank 0 (another node's disk?); copy "
-                        f"them here and run: python -m camwidget.audit merge {store} <shards>",
-                        stacklevel=2,
-                    )
-                merge_stores(store, [s for s in shards if s.exists()], remove=True)
-            dist.barrier()
-        if str(store) == ":memory:":
-            return AuditReport(target, dataset=spec.dataset)
-        own_shard = shard_path(store, dist.rank, dist.world_size)
-        if dist.world_size > 1 and not Path(store).exists() and own_shard.exists():
-            return AuditReport.load(own_shard, dataset=spec.dataset)  # another node's disk: this shard
-        return AuditReport.load(store, dataset=spec.dataset)
+        return _run(
+            model, spec, dist, n, method_name, layer, store, region_desc, region_specs, metrics_t,
+            thumbnail, overwrite, progress, commit_seconds, AuditReport,
+        )  # fmt: skip
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, AuditInterrupted):
+            raise
+        raise AuditInterrupted(_interrupted_message(store, n, dist.world_size)) from None
     finally:
         dist.close()
+
+
+def _run(
+    model: nn.Module,
+    spec: LoaderSpec,
+    dist: _Dist,
+    n: int,
+    method_name: str,
+    layer: str | nn.Module | None,
+    store: str | os.PathLike[str],
+    region_desc: dict[str, Any],
+    region_specs: dict[str, Any],
+    metrics_t: tuple[str, ...],
+    thumbnail: int,
+    overwrite: bool,
+    progress: bool,
+    commit_seconds: float,
+    report_class: type[AuditReport],
+) -> AuditReport:
+    if dist.world_size > 1 and str(store) == ":memory:":
+        raise ValueError("store=':memory:' cannot be shared by several processes; pass a file path")
+    probe = _probe(spec)
+    example = probe.image.unsqueeze(0).to(model_device(model))
+    layer_name = _resolve_layer(model, layer, example)
+    names = spec.class_names
+    _check_regions_fit(region_specs, tuple(probe.image.shape[-2:]))  # type: ignore[arg-type]
+    explainer = Explainer(model, layer_name, method_name)
+    num_classes = int(explainer.predict(example).shape[1])
+    _check_classes(names, num_classes)
+    data_fp, transform_fp = data_fingerprint(spec.dataset, spec.transform)
+    if transform_fp["random"]:
+        import warnings
+
+        warnings.warn(
+            "the transform is random (two calls on one image gave different inputs): the audit explains "
+            "one random view of each image, and a resumed audit another one",
+            stacklevel=3,
+        )
+    dataset_type = f"{type(spec.dataset).__module__}.{type(spec.dataset).__qualname__}"
+    settings = {
+        "method": method_name,
+        "layer": layer_name,
+        "model": model_fingerprint(model),
+        "dataset": {**spec.describe, "fingerprint": data_fp},
+        "transform": transform_fp,
+        "regions": region_desc,
+        "metrics": sorted(metrics_t),
+    }
+    display = {"mean": spec.mean, "std": spec.std, "thumbnail": thumbnail, "dataset_type": dataset_type}
+
+    # Open (and check) every store this process reads or writes before writing anything.
+    if str(store) != ":memory:" and dist.rank == 0:
+        leftovers = shard_stores(store)
+        if overwrite:
+            for path in [Path(store), *leftovers]:
+                _remove_store(path)
+        elif leftovers:  # shards of an interrupted torchrun audit (any world size): consolidate first
+            merge_stores(store, leftovers, remove=True)
+    dist.barrier()
+    done: set[int] = set()
+    if dist.world_size > 1:
+        if Path(store).exists():
+            with AuditStore(store, readonly=True) as merged:
+                merged.check_settings(settings)
+                done = merged.done_indices()
+        target = AuditStore(shard_path(store, dist.rank, dist.world_size))
+    else:
+        try:
+            target = AuditStore(store)
+        except ReadOnlyStore:
+            return _read_only(store, settings, n, spec, report_class)
+    try:
+        target.check_settings(settings)  # before any work; recorded with the first rows
+
+        started: list[bool] = []
+
+        def start() -> None:
+            """Record the settings and metadata (once, just before the first rows)."""
+            if not started:
+                target.init_settings(settings)
+                target.set_meta("display", display)
+                if names is not None or target.get_meta("class_names") is None:
+                    target.set_meta("class_names", names)
+                if target.get_meta("image_size") is None:
+                    target.set_meta("image_size", list(probe.image.shape[-2:]))
+                if target.get_meta("num_classes") is None:
+                    target.set_meta("num_classes", num_classes)
+                started.append(True)
+
+        done |= target.done_indices()
+        mine = [i for i in range(dist.rank, n, dist.world_size)]
+        todo = [i for i in mine if i not in done]
+        auditor = _Auditor(
+            explainer,
+            region_specs,
+            metrics_t,
+            thumbnail,
+            spec.mean,
+            spec.std,
+            insertion_deletion if {"insertion", "deletion"} & set(metrics_t) else None,
+            tuple(probe.image.shape),
+            commit_seconds,
+        )
+        desc = "audit" if dist.world_size == 1 else f"audit rank {dist.rank}/{dist.world_size}"
+        errors = 0
+        with _progress_bar(len(mine), len(mine) - len(todo), progress and dist.rank == 0, desc) as bar:
+            if bar is not None and progress and dist.rank == 0:
+                auditor.on_metric_progress = _MetricProgress(bar)
+            if todo:
+                for batch in make_loader(spec, todo):
+                    fatal = [f for f in batch.failures if f.fatal]
+                    if fatal:
+                        raise TypeError(
+                            f"{fatal[0].message}. Audit stopped; the {target.count()} rows already "
+                            "stored are kept"
+                        )
+                    # another audit writing this store may have got here first: skip what it stored
+                    taken = target.stored_among(
+                        [it.index for it in batch.items] + [f.index for f in batch.failures]
+                    )
+                    skipped = 0
+                    if taken:
+                        skipped = len(taken)
+                        batch.items = [it for it in batch.items if it.index not in taken]
+                        batch.failures = [f for f in batch.failures if f.index not in taken]
+                    start()
+                    if batch.failures:
+                        target.write_rows([_failure_row(f) for f in batch.failures], skip_existing=True)
+                        errors += len(batch.failures)
+                        bar.set_postfix(errors=errors, refresh=False)
+                        bar.update(len(batch.failures))
+                    for chunk in auditor.rows(batch.items):
+                        target.write_rows(chunk, skip_existing=True)
+                        bad = sum(1 for row in chunk if row.get("error") is not None)
+                        if bad:
+                            errors += bad
+                            bar.set_postfix(errors=errors, refresh=False)
+                        bar.update(len(chunk))
+                    if skipped:
+                        bar.update(skipped)
+        start()
+        target.checkpoint()
+    finally:
+        if str(store) != ":memory:":
+            target.close()
+
+    if dist.world_size > 1:
+        dist.barrier()
+        if dist.rank == 0:
+            shards = [shard_path(store, r, dist.world_size) for r in range(dist.world_size)]
+            missing = [str(s) for s in shards if not s.exists()]
+            if missing:
+                import warnings
+
+                warnings.warn(
+                    f"shard stores {missing} are not visible from rank 0 (another node's disk?); copy "
+                    f"them here and run: python -m camwidget.audit merge {store} <shards>",
+                    stacklevel=3,
+                )
+            merge_stores(store, [s for s in shards if s.exists()], remove=True)
+        dist.barrier()
+    if str(store) == ":memory:":
+        return report_class(target, dataset=spec.dataset, transform=spec.transform, verified=True)
+    own_shard = shard_path(store, dist.rank, dist.world_size)
+    if dist.world_size > 1 and not Path(store).exists() and own_shard.exists():
+        # another node's disk: this shard
+        return report_class.load(own_shard, dataset=spec.dataset, transform=spec.transform, verified=True)
+    return report_class.load(store, dataset=spec.dataset, transform=spec.transform, verified=True)
+
+
+def _read_only(
+    store: str | os.PathLike[str],
+    settings: dict[str, Any],
+    n: int,
+    spec: LoaderSpec,
+    report_class: type[AuditReport],
+) -> AuditReport:
+    """A store that cannot be written: its report if it already holds this whole audit, else why not."""
+    if not Path(store).exists():
+        raise ReadOnlyStore(
+            f"cannot create the audit store {str(store)!r}: its folder is read-only. Pass store= a path "
+            "in a writable folder"
+        )
+    with AuditStore(store, readonly=True) as ro:
+        ro.check_settings(settings)
+        done = ro.done_indices()
+    stored = len(done & set(range(n)))
+    if stored < n:
+        raise ReadOnlyStore(
+            f"the audit store {str(store)!r} is read-only and holds {stored} of {n} images of this audit; "
+            "copy it to a writable folder and pass that path as store= to finish it"
+        )
+    return report_class.load(store, dataset=spec.dataset, transform=spec.transform, verified=True)

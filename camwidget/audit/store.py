@@ -10,28 +10,53 @@ Layout (schema version 1)::
             object_energy, insertion_auc, deletion_auc,
             "region_<name>" ...)                one REAL column per named region
 
-Durability: the database runs in WAL mode with ``synchronous=NORMAL``; each batch of results is one
-transaction. A crash, a killed kernel or Ctrl-C therefore loses at most the batch in flight, and the file
-stays consistent (SQLite's guarantee against application crashes; an OS crash or power cut may also lose
-the last few committed batches, never corrupt the file). Reruns skip the indices already stored.
+Durability: the database runs in WAL mode with ``synchronous=NORMAL``; each batch (or chunk) of results
+is one transaction. A crash, a killed kernel or Ctrl-C therefore loses at most the work in flight, and
+the file stays consistent (SQLite's guarantee against application crashes; an OS crash or power cut may
+also lose the last few committed batches, never corrupt the file). Reruns skip the indices already stored.
 
 Settings: the first writer records the audit's settings, everything that changes a row's values
-(method, layer, model fingerprint, dataset length or folder, regions, metrics, number of classes).
-A later writer with other settings is refused before anything is written (:class:`SettingsMismatch`),
-so one table never mixes two audits.
+(method, layer, model fingerprint, the data's and the transform's fingerprints, regions, metrics).
+A later writer with other settings is refused before anything is written (:class:`SettingsMismatch`,
+whose message says what differs), so one table never mixes two audits.
+
+Several writers: two audits with the same settings may write one store at once (two notebooks, a
+rerun started while the first still runs). Settings are recorded in one ``BEGIN IMMEDIATE``
+transaction, and rows already written by the other writer are skipped, never an ``IntegrityError``.
+
+Shards: ``torchrun`` ranks write ``<stem>.rank<r>-of-<n><suffix>`` next to the target
+(:func:`shard_path`); :func:`merge_stores` folds them in. A store opened for reading also reads the shard
+files an interrupted ``torchrun`` audit left next to it (``AuditStore(path, readonly=True, shards=...)``).
+
+Unusable paths (a folder, a file where a folder should be, a read-only file or folder, a damaged file)
+raise :class:`UnusableStore` with the path and what to do instead.
 """
 
 from __future__ import annotations
 
+import functools
+import glob
 import json
 import os
 import re
 import sqlite3
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["SCHEMA_VERSION", "AuditStore", "SettingsMismatch", "merge_stores", "region_column"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "AuditStore",
+    "ReadOnlyStore",
+    "SettingsMismatch",
+    "UnusableStore",
+    "merge_stores",
+    "region_column",
+    "shard_path",
+    "shard_stores",
+]
 
 SCHEMA_VERSION = 1
 
@@ -61,6 +86,14 @@ class SettingsMismatch(ValueError):
     """The store holds an audit made with other settings; nothing was written to it."""
 
 
+class UnusableStore(ValueError):
+    """The store path cannot be used (a folder, read-only, damaged, ...); the message says what to do."""
+
+
+class ReadOnlyStore(UnusableStore):
+    """The store (or the folder it would be created in) cannot be written."""
+
+
 def region_column(name: str) -> str:
     """The results column holding the energy share inside region ``name``: ``"region_<name>"``."""
     if not isinstance(name, str) or not _REGION_NAME.match(name):
@@ -71,22 +104,71 @@ def region_column(name: str) -> str:
     return f"region_{name}"
 
 
+def shard_path(store: str | os.PathLike[str], rank: int, world_size: int) -> Path:
+    """Where rank ``rank`` of ``world_size`` writes its shard: ``<stem>.rank<r>-of-<n><suffix>``."""
+    p = Path(store)
+    return p.with_name(f"{p.stem}.rank{rank}-of-{world_size}{p.suffix or '.sqlite'}")
+
+
+def shard_stores(store: str | os.PathLike[str]) -> list[Path]:
+    """Shard stores of ``store`` left in its folder, for any world size (see :func:`shard_path`)."""
+    p = Path(store)
+    return sorted(p.parent.glob(f"{glob.escape(p.stem)}.rank*-of-*{p.suffix or '.sqlite'}"))
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _locked(method: _F) -> _F:
+    """Run ``method`` holding the store's lock: one connection, usable from any thread (a notebook's
+    comm messages may arrive on another thread than the cell that opened the store), one at a time."""
+
+    @functools.wraps(method)
+    def wrapper(self: AuditStore, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
 def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
 def _describe_difference(stored: dict[str, Any], wanted: dict[str, Any]) -> str:
-    parts = []
-    for key in sorted(set(stored) | set(wanted)):
-        a, b = stored.get(key), wanted.get(key)
-        if a != b:
-            a_s, b_s = json.dumps(a, sort_keys=True), json.dumps(b, sort_keys=True)
-            if len(a_s) > 120:
-                a_s = a_s[:117] + "..."
-            if len(b_s) > 120:
-                b_s = b_s[:117] + "..."
-            parts.append(f"{key}: stored {a_s}, now {b_s}")
-    return "; ".join(parts)
+    from camwidget.audit.fingerprint import describe_mismatch
+
+    return describe_mismatch(stored, wanted)
+
+
+def check_store_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a Path if it can name an audit store file; :class:`UnusableStore` says why not.
+
+    Refused: an empty path, a folder, a path below a file, a name with a NUL character.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"store must be a file path (str or Path) or ':memory:', got {type(path).__name__}")
+    text = os.fspath(path)
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    if not text.strip():
+        raise UnusableStore("store is empty; pass a file path such as 'audit.sqlite', or ':memory:'")
+    if "\x00" in text:
+        raise UnusableStore(f"store {text!r} contains a NUL character; pass a plain file path")
+    p = Path(text)
+    if p.is_dir() or text.endswith(("/", os.sep)):
+        raise UnusableStore(
+            f"store {text!r} is a folder; pass a file path inside it, e.g. {str(p / 'audit.sqlite')!r}"
+        )
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UnusableStore(
+                    f"store {text!r} cannot be created: {str(parent)!r} is a file, not a folder. Pass "
+                    "store= a path in a folder"
+                )
+            break
+    return p
 
 
 class AuditStore:
@@ -94,34 +176,161 @@ class AuditStore:
 
     Args:
         path: the SQLite file (created if missing), or ``":memory:"`` for a throwaway store.
-        readonly: open without writing (the file must exist). Default False.
+        readonly: open without writing (the file, or one of ``shards``, must exist). Default False.
+            A store on read-only media (a read-only folder, a mounted snapshot) opens too.
+        shards: read-only only: shard stores of an interrupted ``torchrun`` audit to read together
+            with ``path`` (see :func:`shard_stores`); rows already in ``path`` win. Default none.
+
+    Raises:
+        UnusableStore: a folder, a path below a file, a damaged or non-audit file;
+            :class:`ReadOnlyStore` when writing was asked for and the file or its folder is read-only.
+        FileNotFoundError: ``readonly`` and nothing to read.
+        SettingsMismatch: ``shards`` holding another audit than ``path``.
 
     Use as a context manager, or call :meth:`close`.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
-        self.path = str(path)
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        readonly: bool = False,
+        shards: Sequence[str | os.PathLike[str]] = (),
+    ) -> None:
         self.readonly = readonly
-        if readonly:
-            if self.path == ":memory:" or not Path(self.path).exists():
-                raise FileNotFoundError(f"no audit store at {self.path!r}; run camwidget.audit(...) first")
-            uri = Path(self.path).resolve().as_uri() + "?mode=ro"
-            self.conn = sqlite3.connect(uri, uri=True, timeout=30.0, check_same_thread=False)
+        self.shards: list[str] = []
+        self._lock = threading.RLock()
+        if str(path) == ":memory:":
+            if readonly:
+                raise FileNotFoundError("no audit store at ':memory:'; run camwidget.audit(...) first")
+            self.path = ":memory:"
+            self.conn = sqlite3.connect(":memory:", timeout=30.0, check_same_thread=False)
         else:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(self.path, timeout=30.0)
+            p = check_store_path(path)
+            self.path = str(p)
+            if readonly:
+                self.conn = self._open_readonly(p, [Path(s) for s in shards])
+            else:
+                self.conn = self._open_writable(p)
         try:
             self._check_is_audit()
             if not readonly:
-                self.conn.execute("PRAGMA journal_mode=WAL")
-                self.conn.execute("PRAGMA synchronous=NORMAL")
-                self._create()
+                try:
+                    self.conn.execute("PRAGMA journal_mode=WAL")
+                    self.conn.execute("PRAGMA synchronous=NORMAL")
+                    self._create()
+                except sqlite3.OperationalError as exc:
+                    if "readonly" in str(exc) or "read-only" in str(exc):
+                        raise ReadOnlyStore(self._read_only_message()) from exc
+                    raise
+            if self.shards:
+                self._attach_shards()
         except Exception:
             self.conn.close()
             raise
 
+    # -- opening ------------------------------------------------------------------------------------------
+    def _read_only_message(self) -> str:
+        return (
+            f"the audit store {self.path!r} is read-only (the file or its folder cannot be written). To "
+            f"read a finished audit use AuditReport.load({self.path!r}); to continue it, copy the file to a "
+            "writable folder and pass that path as store="
+        )
+
+    def _open_writable(self, p: Path) -> sqlite3.Connection:
+        folder = p.parent
+        if not folder.exists():
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UnusableStore(
+                    f"cannot create the folder {str(folder)!r} for the audit store {str(p)!r} "
+                    f"({exc.strerror or exc}); pass store= a path in a folder you can write"
+                ) from exc
+        if p.exists():
+            # WAL mode writes <store>-wal and -shm next to the file: the folder must be writable too
+            if not os.access(p, os.W_OK) or not os.access(folder, os.W_OK):
+                raise ReadOnlyStore(self._read_only_message())
+        elif not os.access(folder, os.W_OK):
+            raise ReadOnlyStore(
+                f"cannot create the audit store {str(p)!r}: its folder {str(folder)!r} is read-only. Pass "
+                "store= a path in a writable folder"
+            )
+        try:
+            return sqlite3.connect(str(p), timeout=30.0, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise UnusableStore(
+                f"cannot open the audit store {str(p)!r} ({exc}); pass another store= path"
+            ) from exc
+
+    def _open_readonly(self, p: Path, shards: list[Path]) -> sqlite3.Connection:
+        present = [s for s in shards if s.exists() and s.resolve() != p.resolve()]
+        if not p.exists():
+            if not present:
+                raise FileNotFoundError(f"no audit store at {str(p)!r}; run camwidget.audit(...) first")
+            p, present = present[0], present[1:]  # only shards: read the first as the main store
+            self.path = str(p)
+        self.shards = [str(s) for s in present]
+        return self._connect_readonly(p)
+
+    @staticmethod
+    def _connect_readonly(p: Path) -> sqlite3.Connection:
+        """A read-only connection; on read-only media (no -shm can be made) an immutable one."""
+        uri = p.resolve().as_uri()
+        for flags in ("?mode=ro", "?mode=ro&immutable=1"):
+            conn = sqlite3.connect(uri + flags, uri=True, timeout=30.0, check_same_thread=False)
+            try:
+                conn.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
+                return conn
+            except sqlite3.OperationalError as exc:  # "unable to open database file" (cannot make -shm)
+                conn.close()
+                error = exc
+            except sqlite3.DatabaseError:
+                return conn  # damaged: _check_is_audit says so
+        raise UnusableStore(f"cannot read the audit store {str(p)!r} ({error}); check its permissions")
+
+    def _attach_shards(self) -> None:
+        """Read the shard stores with this one: a temporary view ``results`` over all of them."""
+        settings = self.settings
+        names = []
+        for k, shard in enumerate(self.shards):
+            alias = f"shard{k}"
+            uri = Path(shard).resolve().as_uri()
+            try:
+                self.conn.execute("ATTACH DATABASE ? AS " + alias, (uri + "?mode=ro",))
+                self.conn.execute(f"SELECT COUNT(*) FROM {alias}.sqlite_master").fetchone()
+            except sqlite3.OperationalError:  # read-only media: no -shm can be made next to the shard
+                if alias in self._schemas():
+                    self.conn.execute("DETACH DATABASE " + alias)
+                self.conn.execute("ATTACH DATABASE ? AS " + alias, (uri + "?mode=ro&immutable=1",))
+            row = self.conn.execute(f"SELECT value FROM {alias}.meta WHERE key='settings'").fetchone()
+            if row is None:
+                continue  # an empty shard: its rank had not written anything yet
+            theirs = json.loads(row[0])
+            if settings is not None and theirs != settings:
+                raise SettingsMismatch(
+                    f"the shard store {shard!r} holds another audit than {self.path!r} "
+                    f"({_describe_difference(settings, theirs)}); move it away"
+                )
+            names.append(alias)
+        if not names:
+            return
+        cols = ", ".join(_quote(c) for c in self._table_columns("main"))
+        parts = [f"SELECT {cols} FROM main.results"]
+        seen = ["SELECT idx FROM main.results"]
+        for alias in names:
+            parts.append(f"SELECT {cols} FROM {alias}.results WHERE idx NOT IN ({' UNION '.join(seen)})")
+            seen.append(f"SELECT idx FROM {alias}.results")
+        self.conn.execute(f"CREATE TEMP VIEW results AS {' UNION ALL '.join(parts)}")
+
+    def _schemas(self) -> set[str]:
+        return {r[1] for r in self.conn.execute("PRAGMA database_list")}
+
+    def _table_columns(self, schema: str) -> list[str]:
+        return [r[1] for r in self.conn.execute(f"PRAGMA {schema}.table_info(results)")]
+
     # -- lifecycle ------------------------------------------------------------------------------------
+    @_locked
     def close(self) -> None:
         """Close the connection (idempotent)."""
         try:
@@ -138,42 +347,64 @@ class AuditStore:
     def _check_is_audit(self) -> None:
         try:
             tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            row = (
+                self.conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+                if "meta" in tables
+                else None
+            )
+            if "results" in tables:
+                self.conn.execute("SELECT idx FROM results LIMIT 1").fetchall()
         except sqlite3.DatabaseError as exc:
-            raise ValueError(
-                f"{self.path!r} is not an SQLite audit store ({exc}); pass another store= path"
+            raise UnusableStore(
+                f"{self.path!r} is not an SQLite audit store, or it is damaged ({exc}); pass another store= "
+                "path (or delete the file to start the audit over)"
             ) from exc
         if tables and not {"meta", "results"} <= tables:
-            raise ValueError(
+            raise UnusableStore(
                 f"{self.path!r} is an SQLite database but not a camwidget audit store (tables: "
                 f"{', '.join(sorted(tables))}); pass another store= path"
             )
-        if "meta" in tables:
-            row = self.conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-            if row is not None and json.loads(row[0]) != SCHEMA_VERSION:
-                raise ValueError(
-                    f"{self.path!r} was written with audit store schema {row[0]}; this camwidget reads "
-                    f"schema {SCHEMA_VERSION}. Use a new store= path"
-                )
+        if row is not None and json.loads(row[0]) != SCHEMA_VERSION:
+            raise UnusableStore(
+                f"{self.path!r} was written with audit store schema {row[0]}; this camwidget reads "
+                f"schema {SCHEMA_VERSION}. Use a new store= path"
+            )
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction that takes the write lock at once (``BEGIN IMMEDIATE``): what it
+        reads cannot change under it (another writer waits, up to the 30 s busy timeout)."""
+        if self.conn.in_transaction:
+            self.conn.commit()
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.rollback()
+            raise
+        self.conn.commit()
 
     def _create(self) -> None:
-        with self.conn:
-            self.conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        with self._write() as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             columns = ", ".join(f"{name} {kind}" for name, kind in _BASE_COLUMNS)
-            self.conn.execute(f"CREATE TABLE IF NOT EXISTS results ({columns})")
-            self.conn.execute(
+            conn.execute(f"CREATE TABLE IF NOT EXISTS results ({columns})")
+            conn.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (json.dumps(SCHEMA_VERSION),)
             )
 
     # -- meta -----------------------------------------------------------------------------------------
+    @_locked
     def get_meta(self, key: str, default: Any = None) -> Any:
         """The JSON value stored under ``key``, or ``default``."""
         row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return default if row is None else json.loads(row[0])
 
+    @_locked
     def set_meta(self, key: str, value: Any) -> None:
         """Store ``value`` (JSON-serialisable) under ``key``, in its own transaction."""
-        with self.conn:
-            self.conn.execute(
+        with self._write() as conn:
+            conn.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                 (key, json.dumps(value, sort_keys=True)),
             )
@@ -185,60 +416,94 @@ class AuditStore:
 
     def check_settings(self, settings: dict[str, Any]) -> None:
         """Raise :class:`SettingsMismatch` if the store holds an audit with other ``settings``."""
-        stored = self.settings
+        self._check(self.settings, settings)
+
+    def _check(self, stored: dict[str, Any] | None, settings: dict[str, Any]) -> None:
         wanted = json.loads(json.dumps(settings, sort_keys=True))
         if stored is not None and stored != wanted:
             raise SettingsMismatch(
-                f"the store {self.path!r} holds an audit made with other settings "
-                f"({_describe_difference(stored, wanted)}). Nothing was written. Pass another store= "
-                "path, or delete the file to start this audit over"
+                f"the store {self.path!r} holds an audit made with other settings: "
+                f"{_describe_difference(stored, wanted)}. Nothing was written. Pass another store= "
+                "path, or overwrite=True (or delete the file) to start this audit over"
             )
 
+    @_locked
     def init_settings(self, settings: dict[str, Any]) -> None:
-        """Record ``settings`` on a new store (and add the region columns), or check them on an old one."""
-        self.check_settings(settings)
-        if self.settings is None:
-            with self.conn:
-                self.conn.execute(
+        """Record ``settings`` on a new store (and add the region columns), or check them on an old one.
+
+        Atomic: of two writers starting at once, one records and the other checks against it.
+        """
+        with self._write() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key='settings'").fetchone()
+            stored = None if row is None else json.loads(row[0])
+            self._check(stored, settings)
+            if stored is None:
+                conn.execute(
                     "INSERT INTO meta (key, value) VALUES ('settings', ?)",
                     (json.dumps(settings, sort_keys=True),),
                 )
-                for name in settings.get("regions", {}):
-                    col = region_column(name)
-                    if col not in self.columns():
-                        self.conn.execute(f"ALTER TABLE results ADD COLUMN {_quote(col)} REAL")
+            present = set(self.columns())
+            for name in settings.get("regions", {}):
+                col = region_column(name)
+                if col not in present:
+                    conn.execute(f"ALTER TABLE results ADD COLUMN {_quote(col)} REAL")
 
     # -- rows -----------------------------------------------------------------------------------------
+    @_locked
     def columns(self) -> list[str]:
         """Names of the results table's columns, in table order."""
         return [r[1] for r in self.conn.execute("PRAGMA table_info(results)")]
 
+    @_locked
     def done_indices(self) -> set[int]:
         """Dataset indices that already have a row (a result or an error)."""
         return {r[0] for r in self.conn.execute("SELECT idx FROM results")}
 
+    @_locked
+    def stored_among(self, indices: Iterable[int]) -> set[int]:
+        """Which of ``indices`` already have a row (written by this or by another writer)."""
+        wanted = sorted({int(i) for i in indices})
+        found: set[int] = set()
+        for start in range(0, len(wanted), 500):
+            part = wanted[start : start + 500]
+            sql = f"SELECT idx FROM results WHERE idx IN ({', '.join('?' for _ in part)})"
+            found |= {r[0] for r in self.conn.execute(sql, part)}
+        return found
+
+    @_locked
     def count(self) -> int:
         """Number of rows."""
         return int(self.conn.execute("SELECT COUNT(*) FROM results").fetchone()[0])
 
-    def write_rows(self, rows: Sequence[dict[str, Any]]) -> None:
+    @_locked
+    def write_rows(self, rows: Sequence[dict[str, Any]], *, skip_existing: bool = False) -> int:
         """Insert ``rows`` (dicts keyed by column name) in one transaction: all of them or none.
 
-        A row whose ``idx`` is already stored raises ``sqlite3.IntegrityError`` and nothing is written.
+        Args:
+            rows: the rows; keys are column names.
+            skip_existing: keep the stored row when an ``idx`` is already there (another writer of the
+                same audit got there first) instead of raising ``sqlite3.IntegrityError``.
+
+        Returns:
+            The number of rows inserted.
         """
         if not rows:
-            return
+            return 0
         names = sorted({k for row in rows for k in row})
         unknown = set(names) - set(self.columns())
         if unknown:
             raise ValueError(f"unknown result column(s) {', '.join(sorted(unknown))}")
+        verb = "INSERT OR IGNORE" if skip_existing else "INSERT"
         sql = (
-            f"INSERT INTO results ({', '.join(_quote(n) for n in names)}) "
+            f"{verb} INTO results ({', '.join(_quote(n) for n in names)}) "
             f"VALUES ({', '.join('?' for _ in names)})"
         )
-        with self.conn:
-            self.conn.executemany(sql, [tuple(row.get(n) for n in names) for row in rows])
+        with self._write() as conn:
+            before = conn.total_changes
+            conn.executemany(sql, [tuple(row.get(n) for n in names) for row in rows])
+            return conn.total_changes - before
 
+    @_locked
     def read(
         self, columns: Iterable[str] | None = None, where: str = "", params: Sequence[Any] = ()
     ) -> list[tuple]:
@@ -247,9 +512,10 @@ class AuditStore:
         sql = f"SELECT {', '.join(_quote(c) for c in cols)} FROM results {where} ORDER BY idx"
         return self.conn.execute(sql, tuple(params)).fetchall()
 
+    @_locked
     def checkpoint(self) -> None:
         """Fold the write-ahead log into the main file (so a single file can be copied)."""
-        if not self.readonly:
+        if not self.readonly and self.path != ":memory:":
             self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
@@ -292,10 +558,10 @@ def merge_stores(
                 before = out.count()
                 meta_rows = other_meta.fetchall()
                 rows = src.conn.execute(f"SELECT {cols} FROM results").fetchall()
-            with out.conn:
+            with out._write() as conn:
                 for key, value in meta_rows:
-                    out.conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))
-                out.conn.executemany(
+                    conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))
+                conn.executemany(
                     f"INSERT OR IGNORE INTO results ({cols}) VALUES ({', '.join('?' for _ in src_columns)})",
                     rows,
                 )

@@ -28,7 +28,8 @@ from torch import nn
 from camwidget.engine.memory import is_out_of_memory, item_bytes, memory_budget
 from camwidget.engine.precision import PRECISIONS, agrees, autocast, native_low_precision
 from camwidget.engine.twin import build_twin, has_hooks, same_logits, twins
-from camwidget.engine.validation import check_logits, check_runner_options
+from camwidget.engine.validation import check_runner_options
+from camwidget.targets import as_logits
 
 __all__ = ["PRECISIONS", "Cancelled", "ForwardRunner", "LayerHook", "model_device"]
 
@@ -74,8 +75,9 @@ class ForwardRunner:
         layer_hook: a forward hook to put on one layer of whatever module runs the stream (the copy keeps
             that layer unfolded), see :data:`LayerHook`.
         memory_budget: "auto" (see :func:`~camwidget.engine.memory.memory_budget`) or bytes per chunk.
-        reduce: turns the model's output for a chunk into a (B, ...) float tensor. Default: the output
-            must be (B, K) logits.
+        reduce: ``reduce(output, start, stop)`` turns the model's output for items ``start:stop`` into a
+            (B, ...) float tensor: (B, K) logits, or (B,) target scores. Default: the output's logits
+            (:func:`camwidget.targets.as_logits`).
 
     Attributes (set by :meth:`logits`):
         executor: "copy" (folded private copy), "copy-unfolded", or "live" (the caller's model).
@@ -93,7 +95,7 @@ class ForwardRunner:
         reference: tuple[torch.Tensor, torch.Tensor] | None = None,
         layer_hook: LayerHook | None = None,
         memory_budget: int | str = "auto",
-        reduce: Callable[[object], torch.Tensor] = check_logits,
+        reduce: Callable[[object, int, int], torch.Tensor] | None = None,
     ) -> None:
         check_runner_options(precision, batch_size)
         if memory_budget != "auto" and (
@@ -110,7 +112,7 @@ class ForwardRunner:
         self.reference = reference
         self.layer_hook = layer_hook
         self.memory_budget = memory_budget
-        self.reduce = reduce
+        self.reduce = reduce or (lambda out, start, stop: as_logits(out))
         self.executor: str | None = None
         self.precision_used: str | None = None
         self.batch_size_used: int | None = None
@@ -145,7 +147,8 @@ class ForwardRunner:
             while done < total:
                 stop = min(total, done + size)
                 try:
-                    out = self._forward(self._module, make_batch(done, stop), self.precision_used or "fp32")
+                    batch = make_batch(done, stop)
+                    out = self._forward(self._module, batch, self.precision_used or "fp32", rows=(done, stop))
                 except Exception as exc:
                     if not is_out_of_memory(exc) or size == 1:
                         raise
@@ -181,10 +184,11 @@ class ForwardRunner:
                 return live0
             return self._forward(self._module, first, self.precision_used)
         # Native low precision: take it only if it agrees with fp32 on the first few items of this call.
-        probe = make_batch(0, min(total, _PRECISION_PROBE))
-        exact = self._forward(self._module, probe, "fp32")
+        probe_rows = (0, min(total, _PRECISION_PROBE))
+        probe = make_batch(*probe_rows)
+        exact = self._forward(self._module, probe, "fp32", rows=probe_rows)
         try:
-            fast = self._forward(self._module, probe, low)
+            fast = self._forward(self._module, probe, low, rows=probe_rows)
         except RuntimeError:  # no such kernel for this model on this device
             fast = None
         self.precision_used = low if fast is not None and agrees(fast, exact) else "fp32"
@@ -235,7 +239,8 @@ class ForwardRunner:
         if self.reference is not None:
             x, live = self.reference
             rows = slice(0, _REFERENCE_ROWS)
-            out = self._forward(twin, x[rows], "fp32", hook=False)
+            ref = x[rows]
+            out = self._forward(twin, ref, "fp32", hook=False, rows=(0, ref.shape[0]))
             if not same_logits(out, live[rows].float()):
                 return None
         out0 = self._forward(twin, first, "fp32", measure=True)
@@ -250,9 +255,11 @@ class ForwardRunner:
         *,
         hook: bool = True,
         measure: bool = False,
+        rows: tuple[int, int] = (0, 1),
     ) -> torch.Tensor:
-        """``reduce(module(x))`` as float32, with the layer hook (unless ``hook`` is False) registered on
-        ``module``'s layer for this pass; ``measure`` records the bytes an item takes on that module."""
+        """``reduce(module(x), *rows)`` as float32 (``rows``: the items ``x`` holds), with the layer hook
+        (unless ``hook`` is False) registered on ``module``'s layer for this pass; ``measure`` records the
+        bytes an item takes on that module."""
         if module is not self.model and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         handle = None
@@ -270,7 +277,7 @@ class ForwardRunner:
         finally:
             if handle is not None:
                 handle.remove()
-        return self.reduce(out).float()
+        return self.reduce(out, *rows).float()
 
     def _chunk_size(self, first: torch.Tensor) -> int:
         if self.batch_size != "auto":

@@ -2,9 +2,10 @@
 
 The :class:`~camwidget.engine.explainer.Explainer` runs the model once (with a capture hook on the target
 layer, and a backward pass to it for gradient methods), then hands each method a :class:`MethodContext`:
-the captured tensors, the targets, the options, and two ways to run the model again -- a long stream of
-hook-free forwards on a verified copy (:meth:`MethodContext.forwards`, Score-CAM and Ablation-CAM) and a
-differentiable forward of the live model (:meth:`MethodContext.forward_with_grad`, Opti-CAM). Methods
+the captured tensors, the target and its scores, the options, and two ways to run the model again -- long
+streams of hook-free forwards on a verified copy (:meth:`MethodContext.forwards` for a classifier's logits,
+:meth:`MethodContext.target_forwards` for any target's scores; Score-CAM, Ablation-CAM) and a differentiable
+forward of the live model (:meth:`MethodContext.scores_with_grad`, Opti-CAM). Methods
 import this module, never the Explainer, so the engine can import the methods without a cycle.
 """
 
@@ -19,7 +20,7 @@ from torch import nn
 
 from camwidget.engine.batching import ForwardRunner, LayerHook
 from camwidget.engine.precision import autocast, native_low_precision
-from camwidget.engine.validation import check_logits
+from camwidget.targets import Target, as_logits, check_scores
 
 __all__ = ["MethodContext"]
 
@@ -28,13 +29,20 @@ __all__ = ["MethodContext"]
 class MethodContext:
     """One explanation request, as a method sees it.
 
+    Shapes: N images, C input channels, S the input's spatial shape ((H, W) for images, (T, H, W) for
+    video or volumes), C' the layer's channels and s its spatial shape.
+
     Attributes:
-        inputs: (N, C, H, W) model inputs on the model's device.
-        activations: (N, C', h, w) float32 target-layer activations (detached, after any reshape).
-        gradients: (N, C', h, w) float32 d score / d activations, for methods that need gradients, else None.
-        logits: (N, K) float32 logits of the unperturbed inputs (live model, fp32).
-        targets: (N,) int64 class index explained per image.
-        layer_name: dotted name of the target layer.
+        inputs: (N, C, *S) model inputs on the model's device.
+        activations: (N, C', *s) float32 target-layer activations (detached, after any reshape).
+        gradients: (N, C', *s) float32 d score / d activations, for methods that need gradients, else None.
+        scores: (N,) float32 target scores of the unperturbed inputs (live model, fp32).
+        target: the :class:`~camwidget.targets.Target`, bound to this call's unperturbed output.
+        classes: (N,) int64 class explained per image when the target is a class (an int, None, ``Logit``,
+            ``Probability``, ``Sigmoid``), else None.
+        logits: (N, K) float32 logits of the unperturbed inputs when the model's output reads as logits,
+            else None.
+        layer_name: dotted name of the target layer (with ``:entry`` for a layer returning a dict/tuple).
         options: this call's method options, defaults filled in.
         mean, std: the inputs' normalisation per channel (to make a truly black pixel).
         reshaped: whether the layer's output went through a ``reshape_transform`` (token layers).
@@ -47,8 +55,10 @@ class MethodContext:
     inputs: torch.Tensor
     activations: torch.Tensor
     gradients: torch.Tensor | None
-    logits: torch.Tensor
-    targets: torch.Tensor
+    scores: torch.Tensor
+    target: Target
+    classes: torch.Tensor | None
+    logits: torch.Tensor | None
     layer_name: str
     options: Mapping[str, Any]
     mean: tuple[float, ...]
@@ -67,8 +77,19 @@ class MethodContext:
     @property
     def model(self) -> nn.Module:
         """The live model, to *read* (CAM reads its linear head's weights). Run it only through
-        :meth:`forwards` and :meth:`forward_with_grad`."""
+        :meth:`forwards`, :meth:`target_forwards` and :meth:`scores_with_grad`."""
         return self._model
+
+    def require_classes(self, method: str) -> torch.Tensor:
+        """The (N,) classes, or a ValueError saying that ``method`` needs a class target."""
+        if self.classes is None or self.logits is None:
+            raise ValueError(
+                f"{method} explains a class of a classifier's logits; the target here is "
+                f"{self.target.name!r}. Use a class index (or Logit/Probability/Sigmoid) with a model that "
+                "returns logits, or a method that takes any target (gradient methods, scorecam, ablationcam, "
+                "opticam)"
+            )
+        return self.classes
 
     def forwards(
         self,
@@ -81,14 +102,47 @@ class MethodContext:
         hook-free, under ``inference_mode``, memory-bounded, at the call's precision, on a private copy
         that is checked against the live model on this call's inputs (see
         :class:`~camwidget.engine.batching.ForwardRunner`). ``layer_hook`` puts one forward hook on a
-        layer of whatever module runs the stream."""
+        layer of whatever module runs the stream. Needs a classifier (see :meth:`require_classes`)."""
+        assert self.logits is not None, "forwards() needs logits: check require_classes() first"
+        return self._run(
+            make_batch, total, (self.inputs, self.logits), lambda out, a, b: as_logits(out), layer_hook
+        )
+
+    def target_forwards(
+        self,
+        make_batch: Callable[[int, int], torch.Tensor],
+        total: int,
+        image: int,
+        *,
+        layer_hook: LayerHook | None = None,
+    ) -> torch.Tensor:
+        """(total,) float32 target scores of ``make_batch(start, stop)``, inputs derived from image
+        ``image``: the same stream as :meth:`forwards`, scored by :attr:`target` for that image."""
+        target = self.target
+
+        def score(out: object, start: int, stop: int) -> torch.Tensor:
+            rows = torch.full((stop - start,), image, dtype=torch.long, device=self.device)
+            return check_scores(target.rows(rows)(out), stop - start)
+
+        reference = (self.inputs[image : image + 1], self.scores[image : image + 1])
+        return self._run(make_batch, total, reference, score, layer_hook)
+
+    def _run(
+        self,
+        make_batch: Callable[[int, int], torch.Tensor],
+        total: int,
+        reference: tuple[torch.Tensor, torch.Tensor],
+        reduce: Callable[[object, int, int], torch.Tensor],
+        layer_hook: LayerHook | None,
+    ) -> torch.Tensor:
         runner = ForwardRunner(
             self._model,
             precision=self.precision,
             batch_size=self.batch_size,
             progress=self.progress,
-            reference=(self.inputs, self.logits),
+            reference=reference,
             layer_hook=layer_hook,
+            reduce=reduce,
         )
         out = runner.logits(make_batch, total)
         self.record_precision(runner.precision_used or "fp32")
@@ -103,7 +157,14 @@ class MethodContext:
     def zero_input_logits(self) -> torch.Tensor:
         """(K,) fp32 logits of an all-zero input shaped like one of :attr:`inputs` (live model)."""
         with torch.inference_mode():
-            return check_logits(self._model(torch.zeros_like(self.inputs[:1]))).float()[0]
+            return as_logits(self._model(torch.zeros_like(self.inputs[:1]))).float()[0]
+
+    def zero_input_scores(self) -> torch.Tensor:
+        """(N,) fp32 target scores of an all-zero input, for each image's target (live model)."""
+        n = self.inputs.shape[0]
+        with torch.inference_mode():
+            out = self._model(torch.zeros_like(self.inputs))
+            return check_scores(self.target(out), n).float()
 
     def gradient_precision(self) -> str:
         """The precision for a method's own forward/backward passes (Opti-CAM): as the caller forced,
@@ -115,9 +176,11 @@ class MethodContext:
             return native_low_precision(self.device) or "fp32"
         return "fp32"
 
-    def forward_with_grad(self, x: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
-        """(B, K) float32 logits of the live model on ``x``, differentiable with respect to ``x``."""
+    def scores_with_grad(self, x: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
+        """(N,) float32 target scores of the live model on ``x`` (one input per image, in image order),
+        differentiable with respect to ``x``."""
         with torch.enable_grad(), autocast(self.device, precision):
-            out = check_logits(self._model(x.to(self.inputs.dtype))).float()
+            out = self._model(x.to(self.inputs.dtype))
+            scores = check_scores(self.target(out), x.shape[0]).float()
         self.record_precision(precision)
-        return out
+        return scores

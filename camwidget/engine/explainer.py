@@ -2,9 +2,11 @@
 
 Data flow of a call::
 
-    inputs (N, 3, H, W) -> model's device -> forward with a LayerCapture hook (+ backward to the layer
-    for gradient methods) -> method.raw(job) (N, h, w) -> upsample, ReLU, min-max -> (N, H, W) in [0, 1]
-    on the inputs' device
+    inputs (N, C, *S) -> model's device -> forward with a LayerCapture hook -> the target's score per
+    image (+ backward to the layer for gradient methods) -> method.raw(context) (N, *s) -> upsample,
+    ReLU, min-max -> (N, *S) in [0, 1] on the inputs' device
+
+S is (H, W) for images and (T, H, W) for video or volumes (5-D inputs).
 
 Every call, including one that raises or is interrupted, leaves the model as it came: hooks removed,
 train/eval flags and ``requires_grad`` restored, parameter ``.grad`` untouched, BatchNorm statistics
@@ -15,6 +17,8 @@ one at a time (:mod:`camwidget.engine.model_lock`). Methods see the call through
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,21 +28,19 @@ from torch import nn
 from camwidget.defaults import IMAGENET_MEAN, IMAGENET_STD
 from camwidget.engine.batching import Cancelled, model_device
 from camwidget.engine.context import MethodContext
-from camwidget.engine.hooks import LayerCapture, preserved_state
-from camwidget.engine.layers import default_layer, resolve_layer
+from camwidget.engine.diagnostics import MapWarning, diagnose
+from camwidget.engine.hooks import LayerCapture, LayerOutputError, preserved_state
+from camwidget.engine.layers import default_layer, resolve_layer, split_entry
 from camwidget.engine.normalize import finalize
 from camwidget.engine.validation import (
-    Target,
     check_inputs,
-    check_logits,
     check_model,
     check_runner_options,
-    check_target_values,
-    resolve_targets,
     running_model,
 )
 from camwidget.methods.base import CamMethod
 from camwidget.methods.registry import get_method, method_options
+from camwidget.targets import ClassIndex, as_logits, as_target, check_scores
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Cancelled", "Explainer", "explain"]
 
@@ -62,6 +64,8 @@ class Explainer:
         mean, std: the model's input normalisation, used where pixels must be truly black (Opti-CAM).
             Default ImageNet's.
         cache_size: images whose Score-CAM score matrices are kept. Default 16.
+        warn: issue :attr:`last_warnings` as :class:`~camwidget.engine.diagnostics.MapWarning` (default
+            True; a widget that shows them itself passes False).
         **options: method options (``variant``, ``channels`` for Score-CAM; ``iterations``, ``lr`` for
             Opti-CAM); defaults for every call, overridable per call.
 
@@ -69,6 +73,8 @@ class Explainer:
         layer_name: the explained layer (set on the first call when ``layer`` was None).
         precision_used: "fp32", "bf16" or "fp16": the least exact precision any forward of the last call
             ran at (None before the first call).
+        last_warnings: why maps of the last call carry no information (all zero, numerical noise), also
+            issued as :class:`~camwidget.engine.diagnostics.MapWarning` (see :mod:`.diagnostics`).
 
     Calls on one model are serialised (:mod:`camwidget.engine.model_lock`): an Explainer may be used from
     several threads, and a call waits while another camwidget call runs the same model. Use as a context
@@ -88,6 +94,7 @@ class Explainer:
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         cache_size: int = 16,
+        warn: bool = True,
         **options: Any,
     ) -> None:
         check_model(model)
@@ -107,7 +114,10 @@ class Explainer:
         self.std = tuple(float(s) for s in std)
         self.options = options
         self.cache_size = cache_size
+        self.warn = warn
+        self._stacklevel = 2  # warnings point at the caller's line (explain() adds its own frame)
         self.precision_used: str | None = None
+        self.last_warnings: list[str] = []
         self._methods: dict[str, CamMethod] = {}
         self.layer_name: str | None = None
         self.layer: nn.Module | None = None
@@ -118,7 +128,7 @@ class Explainer:
     def __call__(
         self,
         inputs: torch.Tensor,
-        target: Target = None,
+        target: object = None,
         *,
         method: str | None = None,
         raw: bool = False,
@@ -128,19 +138,22 @@ class Explainer:
         """Explain ``inputs``.
 
         Args:
-            inputs: (N, C, H, W) float tensor of the model's dtype, preprocessed as the model expects,
-                on any device.
-            target: None (each image's predicted class), an int for all images, or N ints.
+            inputs: (N, C, H, W) images, or (N, C, T, H, W) video/volumes, float tensor of the model's dtype,
+                preprocessed as the model expects, on any device.
+            target: what to explain (see :mod:`camwidget.targets`): None (each image's predicted class), an
+                int for all images, N ints, a :class:`~camwidget.targets.Target` (``Logit``,
+                ``Probability``, ``Sigmoid``, ``SegmentationClass``, ``DetectionBox``, ``Similarity``,
+                ``Output``), or any callable ``f(output) -> Tensor[N]``.
             method: overrides the explainer's default method for this call.
-            raw: return the signed, unnormalised map at feature resolution (N, h, w) instead.
-            return_logits: also return the (N, K) float32 logits of the forward pass that made the maps
-                (on the inputs' device), saving the caller a second forward.
+            raw: return the signed, unnormalised map at feature resolution (N, *s) instead.
+            return_logits: also return what the forward pass that made the maps gave: the (N, K) float32
+                logits for a classifier, else the (N,) target scores (on the inputs' device).
             **options: method options for this call only.
 
         Returns:
-            (N, H, W) float32 maps in [0, 1] on the inputs' device (all zeros where the map has no
-            positive evidence), or (N, h, w) raw maps when ``raw=True``; with ``return_logits``, the
-            tuple ``(maps, logits)``.
+            (N, *S) float32 maps in [0, 1] on the inputs' device (all zeros where the map has no positive
+            evidence), or (N, *s) raw maps when ``raw=True``; with ``return_logits``, the tuple
+            ``(maps, logits)``.
 
         Raises:
             TypeError, ValueError: bad inputs, target, method, option or layer, before the model is
@@ -152,44 +165,75 @@ class Explainer:
         opts.update({k: v for k, v in self.options.items() if k in cam.defaults})
         opts.update({k: v for k, v in options.items() if k in cam.defaults})
         x, out_device = self._prepare(inputs)
-        wanted = check_target_values(target, x.shape[0])
+        wanted = as_target(target, x.shape[0])
+        n = x.shape[0]
         with preserved_state(self.model), torch.inference_mode(False):
             if x.is_inference():
                 x = x.clone()
             self._ensure_layer(x)
             assert self.layer is not None and self.layer_name is not None
+            module_name, entry = split_entry(self.layer_name)
             with LayerCapture(
-                self.layer, with_gradients=cam.needs_gradients, reshape_transform=self.reshape_transform
+                self.layer,
+                entry=entry,
+                with_gradients=cam.needs_gradients,
+                reshape_transform=self.reshape_transform,
             ) as capture:
-                with torch.no_grad(), running_model(x):  # the capture hook turns grad mode on from the layer
-                    logits = check_logits(self.model(x))
+                try:
+                    with (
+                        torch.no_grad(),
+                        running_model(x),
+                    ):  # the capture hook turns grad mode on at the layer
+                        output = self.model(x)
+                except LayerOutputError as exc:
+                    raise ValueError(f"layer {module_name!r} {exc}".replace("LAYER", module_name)) from None
                 if capture.leaf is None:
                     raise ValueError(
                         f"layer {self.layer_name!r} did not run during the model's forward pass; choose a "
                         "layer the input goes through (camwidget.candidate_layers(model) lists them)"
                     )
-                targets = resolve_targets(wanted, logits)
+                with capture.paused():
+                    bound = wanted.prepare(output, self._plain_run)
+                with torch.enable_grad() if cam.needs_gradients else torch.no_grad():
+                    scores = check_scores(bound(output), n)
                 gradients = None
                 if cam.needs_gradients:
-                    gradients = capture.gradients(logits.gather(1, targets.view(-1, 1)))
+                    if not scores.requires_grad:
+                        raise ValueError(
+                            f"the target {bound.name!r} is not differentiable (its scores carry no "
+                            "gradient); "
+                            f"{cam.label} needs gradients: return a differentiable score, or use a "
+                            "gradient-free method (scorecam, ablationcam)"
+                        )
+                    gradients = capture.gradients(scores)
                 activations = capture.activations
-            if activations.shape[-1] * activations.shape[-2] <= 1:
+            spatial = activations.shape[2:]
+            if math.prod(spatial) <= 1:
                 raise ValueError(
                     f"layer {self.layer_name!r} has no spatial output (N, C, h, w) with h·w > 1: "
                     f"its output is {tuple(activations.shape)}; choose a layer before global pooling "
                     "(camwidget.candidate_layers(model) lists them)"
                 )
+            if activations.ndim - 2 != x.ndim - 2:
+                raise ValueError(
+                    f"layer {self.layer_name!r} has a {activations.ndim - 2}-D output for "
+                    f"{x.ndim - 2}-D inputs {tuple(x.shape)}; choose a layer with the inputs' dimensions"
+                )
+            logits = _logits_or_none(output)
+            classes = bound.classes if isinstance(bound, ClassIndex) and logits is not None else None
             ctx = MethodContext(
                 inputs=x,
                 activations=activations,
                 gradients=gradients,
-                logits=logits.detach().float(),
-                targets=targets,
+                scores=scores.detach().float(),
+                target=bound,
+                classes=classes,
+                logits=None if logits is None else logits.detach().float(),
                 layer_name=self.layer_name,
                 options=opts,
                 mean=self.mean,
                 std=self.std,
-                reshaped=self.reshape_transform is not None,
+                reshaped=capture.reshaped,
                 progress=self.progress,
                 precision=self.precision,
                 batch_size=self.batch_size,
@@ -197,17 +241,34 @@ class Explainer:
             )
             maps = cam.raw(ctx).detach().float()
             self.precision_used = ctx.precision_used
+        self.last_warnings = diagnose(
+            maps,
+            activations,
+            gradients,
+            layer=self.layer_name,
+            method=cam.label,
+            target=bound.name,
+            elementwise=cam.elementwise,
+        )
+        for message in self.last_warnings if self.warn else ():
+            warnings.warn(message, MapWarning, stacklevel=self._stacklevel)
         if not raw:
-            maps = finalize(maps, (x.shape[-2], x.shape[-1]))
+            maps = finalize(maps, tuple(x.shape[2:]))
         if return_logits:
-            return maps.to(out_device), ctx.logits.to(out_device)
+            given = ctx.logits if ctx.logits is not None else ctx.scores
+            return maps.to(out_device), given.to(out_device)
         return maps.to(out_device)
 
     def predict(self, inputs: torch.Tensor) -> torch.Tensor:
         """(N, K) float32 logits of ``inputs`` (one plain forward in eval mode, on the model's device)."""
         x, _ = self._prepare(inputs)
         with preserved_state(self.model), torch.inference_mode(), running_model(x):
-            return check_logits(self.model(x)).float()
+            return as_logits(self.model(x)).float()
+
+    def _plain_run(self, x: torch.Tensor) -> object:
+        """The model's output on ``x`` (for targets that embed a reference image)."""
+        with torch.no_grad():
+            return self.model(x.to(model_device(self.model)))
 
     def release(self) -> None:
         """Drop the methods' caches (the model holds no hooks between calls)."""
@@ -256,13 +317,20 @@ class Explainer:
             )
 
 
+def _logits_or_none(output: object) -> torch.Tensor | None:
+    try:
+        return as_logits(output)
+    except TypeError:
+        return None
+
+
 def explain(
     model: nn.Module,
     inputs: torch.Tensor,
     *,
     method: str = "scorecam",
     layer: str | nn.Module | None = None,
-    target: Target = None,
+    target: object = None,
     raw: bool = False,
     **options: Any,
 ) -> torch.Tensor:
@@ -282,4 +350,5 @@ def explain(
         (N, H, W) float32 maps in [0, 1] on the inputs' device.
     """
     with Explainer(model, layer, method, **options) as explainer:
+        explainer._stacklevel = 3
         return explainer(inputs, target, raw=raw)

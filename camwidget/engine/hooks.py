@@ -17,6 +17,7 @@ Two pieces:
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -24,8 +25,9 @@ import torch
 from torch import nn
 
 from camwidget.engine.model_lock import model_lock
+from camwidget.engine.tokens import to_grid
 
-__all__ = ["LayerCapture", "preserved_state"]
+__all__ = ["LayerCapture", "LayerOutputError", "describe_entries", "preserved_state"]
 
 _HOOK_DICTS = (
     "_forward_hooks",
@@ -75,47 +77,115 @@ def _preserved(model: nn.Module, eval_mode: bool) -> Iterator[nn.Module]:
                 p.requires_grad_(flag)
 
 
+class LayerOutputError(ValueError):
+    """The captured layer returned something other than one tensor and no entry was named."""
+
+
+def describe_entries(output: object) -> list[tuple[str, str]]:
+    """``(entry, shape)`` for each tensor entry of a dict/tuple/list layer output."""
+    items = output.items() if isinstance(output, dict) else enumerate(output)  # type: ignore[arg-type]
+    return [(str(k), "×".join(str(d) for d in v.shape[1:])) for k, v in items if isinstance(v, torch.Tensor)]
+
+
 class LayerCapture:
-    """Forward hook on one layer that records its output as ``activations`` (N, C, h, w).
+    """Forward hook on one layer that records its output as ``activations`` (N, C, *s).
 
     Use as a context manager: the hook is registered on ``__enter__`` and removed on ``__exit__``.
 
     Args:
         layer: the module whose output is captured. If it runs several times in one forward (a shared
             ``ReLU``), the last call wins.
+        entry: for a layer that returns a dict, tuple or list (a feature pyramid's levels), the key or index
+            of the tensor to capture ("0", "pool", ...). None: the output must be one tensor.
         with_gradients: re-root the graph at the captured output so ``torch.autograd.grad(score,
             capture.leaf)`` gives d score / d activations. Grad mode is switched on inside the hook, so the
             forward up to the layer may run under ``torch.no_grad()``.
         reshape_transform: maps the raw output (e.g. ViT tokens (N, T, C)) to (N, C, h, w). Applied when
-            :attr:`activations` / :meth:`gradients` are read.
+            :attr:`activations` / :meth:`gradients` are read. Without it, transformer tokens (and Swin's
+            channels-last grids) are turned into (N, C, h, w) by :func:`~camwidget.engine.tokens.to_grid`.
     """
 
     def __init__(
         self,
         layer: nn.Module,
         *,
+        entry: str | None = None,
         with_gradients: bool = False,
         reshape_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         self.layer = layer
+        self.entry = entry
         self.with_gradients = with_gradients
         self.reshape_transform = reshape_transform
         self.leaf: torch.Tensor | None = None
         self._handle: Any = None
+        self._paused = False
+
+    def _pick(self, output: Any) -> tuple[torch.Tensor, Callable[[torch.Tensor], Any]]:
+        """The captured tensor and a function that puts a replacement for it back into the output."""
+        if isinstance(output, torch.Tensor) and self.entry is None:
+            return output, lambda t: t
+        if (
+            isinstance(output, dict)
+            and self.entry is not None
+            and isinstance(output.get(self.entry), torch.Tensor)
+        ):
+            key = self.entry
+
+            def put_in_dict(t: torch.Tensor) -> Any:
+                new = copy.copy(output)  # the same mapping type (OrderedDict for feature pyramids)
+                new[key] = t
+                return new
+
+            return output[key], put_in_dict
+        if isinstance(output, list | tuple) and self.entry is not None and self.entry.isdigit():
+            index = int(self.entry)
+            if index < len(output) and isinstance(output[index], torch.Tensor):
+
+                def put_in_sequence(t: torch.Tensor) -> Any:
+                    items = [t if i == index else v for i, v in enumerate(output)]
+                    return type(output)(*items) if hasattr(output, "_fields") else type(output)(items)
+
+                return output[index], put_in_sequence
+        raise LayerOutputError(self._entries_message(output))
+
+    def _entries_message(self, output: Any) -> str:
+        if isinstance(output, dict | list | tuple):
+            entries = describe_entries(output)
+            listed = ", ".join(f"{k!r} ({shape})" for k, shape in entries) or "no tensors"
+            what = f"returns a {type(output).__name__} with entries {listed}"
+            if self.entry is not None:
+                return f"{what}, none called {self.entry!r}; name one of them as 'LAYER:ENTRY'"
+            return (
+                f"{what}; name the entry to explain as 'LAYER:ENTRY' (e.g. 'LAYER:{entries[0][0]}')"
+                if (entries)
+                else f"{what}; choose a layer whose output is a single (N, C, h, w) tensor"
+            )
+        if self.entry is not None:
+            return f"returns a single {type(output).__name__}; it has no entry {self.entry!r}"
+        return f"returns a {type(output).__name__}, not a tensor; choose a layer with an (N, C, h, w) output"
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Other forwards of the model inside the block (a target embedding a reference image) leave the
+        capture alone."""
+        self._paused = True
+        try:
+            yield
+        finally:
+            self._paused = False
 
     def _hook(self, module: nn.Module, args: Any, output: Any) -> Any:
-        if not isinstance(output, torch.Tensor):
-            raise TypeError(
-                f"layer {type(module).__name__} returned {type(output).__name__}, not a tensor; "
-                "choose a layer whose output is a single (N, C, h, w) tensor"
-            )
-        leaf = output.detach().clone()
+        if self._paused:
+            return None
+        value, put_back = self._pick(output)
+        leaf = value.detach().clone()
         self.leaf = leaf
         if not self.with_gradients:
             return None  # the model's own output flows on; our copy is safe from in-place ops
         torch.set_grad_enabled(True)  # restored by the caller's grad-mode context on exit
         leaf.requires_grad_(True)
-        return leaf.clone()  # downstream (possibly in-place) ops work on this copy, not on the leaf
+        return put_back(leaf.clone())  # downstream (possibly in-place) ops work on a copy, not on the leaf
 
     def __enter__(self) -> LayerCapture:
         self.leaf = None
@@ -131,23 +201,36 @@ class LayerCapture:
             self._handle.remove()
             self._handle = None
 
+    @property
+    def reshaped(self) -> bool:
+        """Whether the captured output is turned into a grid (a ``reshape_transform``, or transformer
+        tokens found by :func:`~camwidget.engine.tokens.to_grid`)."""
+        if self.reshape_transform is not None:
+            return True
+        return self.leaf is not None and to_grid(self.layer, self.leaf.detach()) is not None
+
     def _shape(self, t: torch.Tensor) -> torch.Tensor:
         if self.reshape_transform is not None:
             t = self.reshape_transform(t)
-        if t.ndim != 4:
+        else:
+            grid = to_grid(self.layer, t)
+            t = t if grid is None else grid
+        if t.ndim not in (4, 5):
             hint = "" if self.reshape_transform else "; pass reshape_transform= for token (ViT/Swin) layers"
-            raise ValueError(f"layer output has shape {tuple(t.shape)}, expected (N, C, h, w){hint}")
+            raise ValueError(
+                f"layer output has shape {tuple(t.shape)}, expected (N, C, h, w) (or (N, C, t, h, w)){hint}"
+            )
         return t
 
     @property
     def activations(self) -> torch.Tensor:
-        """(N, C, h, w) float32 detached copy of the layer's output from the last forward."""
+        """(N, C, *s) float32 detached copy of the layer's output from the last forward."""
         if self.leaf is None:
             raise RuntimeError("the layer did not run during the forward pass; is it part of the model?")
         return self._shape(self.leaf.detach()).float()
 
     def gradients(self, score: torch.Tensor) -> torch.Tensor:
-        """(N, C, h, w) float32 gradient of ``score.sum()`` with respect to the captured output."""
+        """(N, C, *s) float32 gradient of ``score.sum()`` with respect to the captured output."""
         if self.leaf is None or not self.leaf.requires_grad:
             raise RuntimeError("LayerCapture was not created with with_gradients=True")
         (grad,) = torch.autograd.grad(score.sum(), self.leaf, allow_unused=True)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -15,6 +16,7 @@ from torch import nn
 
 from camwidget.engine.batching import model_device
 from camwidget.engine.hooks import preserved_state
+from camwidget.engine.tokens import to_grid, transformer_layer
 from camwidget.engine.validation import model_dtype
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "default_layer",
     "layer_name",
     "resolve_layer",
+    "split_entry",
 ]
 
 
@@ -57,6 +60,11 @@ def _is_container(module: nn.Module) -> bool:
     return next(module.children(), None) is not None
 
 
+def _zeros_input(model: nn.Module) -> torch.Tensor:
+    """A (1, 3, 224, 224) zero tensor on the model's device, in its dtype."""
+    return torch.zeros(1, 3, 224, 224, device=model_device(model), dtype=model_dtype(model) or torch.float32)
+
+
 def _survey(
     model: nn.Module,
     example_input: torch.Tensor | None,
@@ -66,15 +74,18 @@ def _survey(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if example_input is None:
-        example_input = torch.zeros(
-            1, 3, 224, 224, device=model_device(model), dtype=model_dtype(model) or torch.float32
-        )
+        example_input = _zeros_input(model)
     records: list[tuple[str, torch.Tensor]] = []
     names = {m: n for n, m in model.named_modules() if n}
 
     def hook(module: nn.Module, args: object, output: object) -> None:
-        if isinstance(output, torch.Tensor) and module in names:
+        if module not in names:
+            return
+        if isinstance(output, torch.Tensor):
             records.append((names[module], output))
+        elif isinstance(output, dict | list | tuple):  # feature pyramids: each tensor entry, as "name:key"
+            items = output.items() if isinstance(output, dict) else enumerate(output)
+            records.extend((f"{names[module]}:{k}", v) for k, v in items if isinstance(v, torch.Tensor))
 
     with preserved_state(model), torch.no_grad():
         handles = [m.register_forward_hook(hook) for m in names]
@@ -96,8 +107,11 @@ def _survey(
                 t = reshape_transform(out)
             except Exception:  # a transform meant for another layer's token shape
                 continue
-        if t.ndim != 4 or t.shape[-1] * t.shape[-2] <= 1:
-            continue
+        elif reshape_transform is None and name in modules:  # transformer tokens -> their grid
+            grid = to_grid(modules[name], out)
+            t = out if grid is None else grid
+        if t.ndim not in (4, 5) or math.prod(t.shape[2:]) <= 1 or t.shape[0] != example_input.shape[0]:
+            continue  # not spatial, or not one row per image (a detector's per-box features)
         key = (out.data_ptr(), out.storage_offset(), tuple(out.shape))
         members = groups.setdefault(key, [])
         if name not in members:
@@ -111,7 +125,7 @@ def _survey(
         members = [n for n in groups[key] if last_group[n] == key]
         if not members:
             continue
-        containers = [n for n in members if _is_container(modules[n])]
+        containers = [n for n in members if n in modules and _is_container(modules[n])]
         chosen = max(containers, key=lambda n: n.count(".")) if containers else members[-1]
         infos.append(LayerInfo(chosen, shapes[key], tuple(n for n in members if n != chosen)))
     return infos, output
@@ -154,9 +168,10 @@ class LayerCatalog:
 
     Attributes:
         layers: the explainable layers, in forward order.
-        default: the canonical name of the default layer: the last spatial layer before global pooling,
-            passing over class-score maps (a layer with one channel per class, as SqueezeNet's classifier)
-            when an earlier feature layer exists.
+        default: the canonical name of the default layer: for a vision transformer (ViT, DeiT, Swin) the
+            last block's first normalisation (:func:`~camwidget.engine.tokens.transformer_layer`); else
+            the last spatial layer before global pooling, passing over class-score maps (a layer with one
+            channel per class, as SqueezeNet's classifier) when an earlier feature layer exists.
         model_name: the model's class name, for messages.
     """
 
@@ -169,7 +184,7 @@ class LayerCatalog:
         if not self.layers:
             raise NoSpatialLayerError(
                 f"{self.model_name} has no layer with a spatial (N, C, h, w) output to explain; "
-                "for ViT/Swin models pass a reshape_transform and an explicit layer"
+                "for token models with non-square grids pass a reshape_transform and an explicit layer"
             )
         table: dict[str, LayerInfo] = {}
         object.__setattr__(self, "_by_name", table)
@@ -190,18 +205,27 @@ class LayerCatalog:
         reshape_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> LayerCatalog:
         """Survey ``model`` with one forward pass of ``example_input`` (default: a (1, 3, 224, 224) zero
-        tensor on the model's device; the model is left exactly as it came).
+        tensor on the model's device; the model is left exactly as it came), and a second one over its
+        normalisation layers only when it has two or more (a transformer's default layer).
 
         Raises:
             NoSpatialLayerError: the model has no spatial layer (a ``ValueError``).
         """
+        if example_input is None:
+            example_input = _zeros_input(model)
         infos, output = _survey(model, example_input, reshape_transform)
         name = type(model).__name__
         if not infos:
             return cls((), "", name)  # raises the no-spatial-layer error
-        num_classes = output.shape[-1] if isinstance(output, torch.Tensor) else -1
+        catalog = cls(tuple(infos), infos[-1].name, name)
+        if reshape_transform is None:
+            with preserved_state(model):
+                transformer = transformer_layer(model, example_input)
+            if transformer is not None and transformer in catalog:
+                return cls(catalog.layers, catalog.canonical(transformer), name)
+        num_classes = _class_count(output)
         features = [i for i in infos if i.shape[0] != num_classes]
-        return cls(tuple(infos), (features or infos)[-1].name, name)
+        return cls(catalog.layers, (features or infos)[-1].name, name)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -262,13 +286,37 @@ def default_layer(model: nn.Module, example_input: torch.Tensor | None = None, *
     """Name of the last spatial layer before global pooling: :attr:`LayerCatalog.default`.
 
     Layers that produce one channel per output class (SqueezeNet's convolutional classifier) are class
-    score maps rather than features, and are passed over when an earlier feature layer exists.
+    score maps rather than features, and are passed over when an earlier feature layer exists. For a
+    vision transformer (ViT, DeiT, Swin), the last block's first normalisation
+    (:func:`~camwidget.engine.tokens.transformer_layer`).
     """
     return LayerCatalog.of(model, example_input, **kwargs).default  # type: ignore[arg-type]
 
 
+def _class_count(output: object) -> int:
+    """K for (N, K) logits or (N, K, H, W) segmentation scores (in a tuple or a dict's 'out'); else -1."""
+    value = output["out"] if isinstance(output, dict) and "out" in output else output
+    if isinstance(value, list | tuple) and value and isinstance(value[0], torch.Tensor):
+        value = value[0]
+    if not isinstance(value, torch.Tensor) and isinstance(getattr(value, "logits", None), torch.Tensor):
+        value = value.logits
+    if isinstance(value, torch.Tensor) and value.ndim in (2, 4):
+        return int(value.shape[1])
+    return -1
+
+
+def split_entry(name: str) -> tuple[str, str | None]:
+    """``"backbone.fpn:0"`` -> ``("backbone.fpn", "0")``: a module name and the entry of its dict/tuple
+    output to explain (None for a module whose output is one tensor)."""
+    module, sep, entry = name.partition(":")
+    return (module, entry) if sep else (name, None)
+
+
 def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module]:
     """Return ``(name, module)`` for a dotted name or a submodule of ``model``.
+
+    A name may end in ``:entry`` to pick one tensor of a layer whose output is a dict, tuple or list (a
+    feature pyramid's ``"backbone.fpn:0"``); the name returned keeps the entry.
 
     Raises:
         ValueError: the name is not a module of the model (the message lists close matches and the
@@ -284,8 +332,11 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Mod
         raise TypeError(f"layer must be a module name (str) or an nn.Module, got {type(layer).__name__}")
     if layer in modules and layer:
         return layer, modules[layer]
+    module, entry = split_entry(layer)
+    if entry is not None and module in modules and module and entry:
+        return layer, modules[module]
     top = [n for n in modules if n and "." not in n]
-    close = difflib.get_close_matches(layer, [n for n in modules if n], n=4)
+    close = difflib.get_close_matches(module, [n for n in modules if n], n=4)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise ValueError(f"layer {layer!r} not found{hint} candidates: {', '.join(top)}")
 

@@ -31,16 +31,19 @@ def minmax(maps: torch.Tensor) -> torch.Tensor:
     return out.view_as(maps)
 
 
-def upsample(maps: torch.Tensor, size: tuple[int, int], *, align_corners: bool = False) -> torch.Tensor:
-    """Bilinear resize of (N, h, w) maps to (N, H, W), float32."""
+def upsample(maps: torch.Tensor, size: tuple[int, ...], *, align_corners: bool = False) -> torch.Tensor:
+    """Resize (N, h, w) maps to (N, H, W) bilinearly, or (N, t, h, w) volumes to (N, T, H, W) trilinearly;
+    float32."""
     maps = maps.float()
-    if tuple(maps.shape[-2:]) == tuple(size):
+    if tuple(maps.shape[1:]) == tuple(size):
         return maps
-    return F.interpolate(maps.unsqueeze(1), size=size, mode="bilinear", align_corners=align_corners)[:, 0]
+    mode = "bilinear" if len(size) == 2 else "trilinear"
+    return F.interpolate(maps.unsqueeze(1), size=size, mode=mode, align_corners=align_corners)[:, 0]
 
 
-def finalize(raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(N, h, w) signed raw maps -> (N, H, W) float32 maps in [0, 1].
+def finalize(raw: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+    """(N, h, w) signed raw maps -> (N, H, W) float32 maps in [0, 1] ((N, t, h, w) -> (N, T, H, W) for
+    video and volumes).
 
     Bilinear upsampling (align_corners=False) first, then ReLU, then per-map min-max, as the official
     Score-CAM code orders them (upsampling is linear, so the weighted sum may be formed at feature

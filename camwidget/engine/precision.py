@@ -65,10 +65,17 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 def agrees(low: torch.Tensor, reference: torch.Tensor) -> bool:
     """Whether (B, K) low-precision logits stand in for the fp32 ``reference``: every row predicts the same
-    class and the logits correlate at Pearson r >= 0.999 overall."""
+    class and the logits correlate at Pearson r >= 0.999 overall. For (B,) target scores: each within 1% of
+    the scores' largest magnitude, and correlated at r >= 0.999 where there are several."""
     if not bool(torch.isfinite(low).all()):
         return False
-    if not torch.equal(low.argmax(dim=1), reference.argmax(dim=1)):
+    if low.ndim == 1:
+        scale = float(reference.abs().max()) if reference.numel() else 0.0
+        if float((low - reference).abs().max()) > 0.01 * scale + 1e-6:
+            return False
+        if low.numel() < 3:
+            return True
+    elif not torch.equal(low.argmax(dim=1), reference.argmax(dim=1)):
         return False
     a = low.flatten().double()
     b = reference.flatten().double()

@@ -21,17 +21,16 @@ __all__ = [
     "Target",
     "check_call",
     "check_inputs",
-    "check_logits",
     "check_model",
     "check_runner_options",
     "check_target_values",
     "model_dtype",
-    "resolve_targets",
     "running_model",
 ]
 
-Target = int | Sequence[int] | torch.Tensor | None
-"""None (each image's predicted class), one int for every image, or one int per image."""
+Target = object
+"""What ``target=`` takes: None (each image's predicted class), one int for every image, one int per image,
+a :class:`camwidget.targets.Target` or any callable ``f(output) -> Tensor[N]`` (:mod:`camwidget.targets`)."""
 
 
 def check_model(model: object) -> nn.Module:
@@ -50,16 +49,20 @@ def model_dtype(model: nn.Module) -> torch.dtype | None:
 
 
 def check_inputs(inputs: object, model: nn.Module | None = None) -> torch.Tensor:
-    """A (N, C, H, W) finite float tensor with N >= 1; with ``model``, of the model's floating dtype.
+    """A (N, C, H, W) or (N, C, T, H, W) finite float tensor with N >= 1; with ``model``, of the model's
+    floating dtype.
 
     The channel count is not checked here: the first layer the input reaches knows it (a grayscale model may
     expand 1 channel to 3 before its backbone); :func:`running_model` turns a mismatch into a clear error.
     """
     if not isinstance(inputs, torch.Tensor):
         raise TypeError(f"inputs must be a (N, C, H, W) torch.Tensor, got {type(inputs).__name__}")
-    if inputs.ndim != 4:
+    if inputs.ndim not in (4, 5):
         hint = " (add a batch dimension with inputs.unsqueeze(0))" if inputs.ndim == 3 else ""
-        raise ValueError(f"inputs must have shape (N, C, H, W); got {tuple(inputs.shape)}{hint}")
+        raise ValueError(
+            f"inputs must have shape (N, C, H, W) (images) or (N, C, T, H, W) (video, volumes); got "
+            f"{tuple(inputs.shape)}{hint}"
+        )
     if not inputs.is_floating_point():
         raise TypeError(f"inputs must be a float tensor (preprocessed), got {inputs.dtype}")
     if inputs.shape[0] == 0:
@@ -93,14 +96,6 @@ def running_model(inputs: torch.Tensor) -> Iterator[None]:
             f"{match.group(1)}; preprocess the images as the model expects (inputs shape "
             f"{tuple(inputs.shape)})"
         ) from exc
-
-
-def check_logits(out: object) -> torch.Tensor:
-    """The model's output if it is (N, num_classes) logits, else a ``TypeError``."""
-    if not isinstance(out, torch.Tensor) or out.ndim != 2:
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise TypeError(f"the model must return (N, num_classes) logits; it returned {shape}")
-    return out
 
 
 def check_runner_options(precision: str, batch_size: int | str) -> None:
@@ -151,31 +146,24 @@ def check_target_values(target: Target, n: int) -> torch.Tensor | None:
     return t
 
 
-def resolve_targets(target: torch.Tensor | None, logits: torch.Tensor) -> torch.Tensor:
-    """(N,) int64 targets on the logits' device: checked ones against K classes, or the argmax."""
-    k = logits.shape[1]
-    if target is None:
-        return logits.detach().argmax(dim=1)
-    if bool((target >= k).any()):
-        raise ValueError(f"target {target.tolist()} out of range: the model has {k} classes (0..{k - 1})")
-    return target.to(logits.device)
-
-
 def check_call(
     model: object,
     inputs: object,
-    target: Target = None,
+    target: object = None,
     *,
     precision: str = "auto",
     batch_size: int | str = "auto",
-) -> tuple[nn.Module, torch.Tensor, torch.Tensor | None]:
+) -> tuple[nn.Module, torch.Tensor, Target]:
     """The checks every public entry point makes before touching the model, in one call.
 
     Returns:
-        ``(model, inputs, wanted)`` with ``wanted`` the (N,) int64 CPU targets, or None for "predicted
-        class" (resolve it against logits with :func:`resolve_targets`).
+        ``(model, inputs, target)`` with ``target`` a :class:`camwidget.targets.Target` (a bare class index
+        or "predicted class" as a :class:`~camwidget.targets.ClassIndex`); bind it to the unperturbed
+        output with ``target.prepare(output, run)``.
     """
+    from camwidget.targets import as_target
+
     model = check_model(model)
     inputs = check_inputs(inputs, model)
     check_runner_options(precision, batch_size)
-    return model, inputs, check_target_values(target, inputs.shape[0])
+    return model, inputs, as_target(target, inputs.shape[0])

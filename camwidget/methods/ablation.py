@@ -1,11 +1,11 @@
 """Ablation-CAM (Desai & Ramaswamy 2020): the drop of the target score when one channel is zeroed.
 
-w_k = (y_c − y_c^k) / |y_c|, with y_c^k the target logit after setting channel k of the layer's output to
-0 (the paper divides by y_c, which assumes a positive logit; |y_c| keeps the map's sign meaningful for a
-negative one). The layer's output is computed once per image: a forward hook expands the single image's
-activations to a batch of ablated copies, so only the layers after the target layer run per channel. Models
-where that broadcast is impossible (a skip connection concatenating a batch-1 tensor) fall back to
-repeating the input.
+w_k = (y_c − y_c^k) / |y_c|, with y_c^k the target's score (a class's logit by default) after setting channel
+k of the layer's output to 0 (the paper divides by y_c, which assumes a positive logit; |y_c| keeps the map's
+sign meaningful for a negative one). The layer's output is computed once per image: a forward hook expands the
+single image's activations to a batch of ablated copies, so only the layers after the target layer run per
+channel. Models where that broadcast is impossible (a skip connection concatenating a batch-1 tensor) fall
+back to repeating the input.
 """
 
 from __future__ import annotations
@@ -49,13 +49,15 @@ class AblationCAM(CamMethod):
         n, c = a.shape[:2]
         weights = torch.zeros(n, c, device=a.device)
         for i in range(n):
-            scores = self._ablated(ctx, ctx.inputs[i : i + 1], c, int(ctx.targets[i]))
-            y = ctx.logits[i, ctx.targets[i]]
+            scores = self._ablated(ctx, i, c)
+            y = ctx.scores[i]
             weights[i] = (y - scores) / y.abs().clamp_min(1e-12)
-        return torch.einsum("nc,nchw->nhw", weights, a)
+        return torch.einsum("nc,nc...->n...", weights, a)
 
     @staticmethod
-    def _ablated(ctx: MethodContext, image: torch.Tensor, c: int, target: int) -> torch.Tensor:
+    def _ablated(ctx: MethodContext, i: int, c: int) -> torch.Tensor:
+        """(C,) target scores of image ``i`` with each channel of the layer zeroed in turn."""
+        image = ctx.inputs[i : i + 1]
         ablate = _Ablate()
 
         def make_batch(start: int, stop: int) -> torch.Tensor:
@@ -65,10 +67,8 @@ class AblationCAM(CamMethod):
         for attempt in (True, False):
             ablate.expand = attempt
             try:
-                logits = ctx.forwards(make_batch, c, layer_hook=(ctx.layer_name, ablate))
+                return ctx.target_forwards(make_batch, c, i, layer_hook=(ctx.layer_name, ablate))
             except RuntimeError:
                 if not attempt:
                     raise
-                continue
-            return logits[:, target]
         raise AssertionError("unreachable")  # pragma: no cover

@@ -25,6 +25,8 @@ class CamMethod:
         paper: the reference.
         needs_gradients: the engine runs a backward pass to the layer for it.
         interactive: one forward (and backward) pass per image: fast enough to recompute on every click.
+        elementwise: the map sums gradient × activation terms per position (HiResCAM), so the engine
+            warns when those terms cancel to rounding error (:mod:`camwidget.engine.diagnostics`).
         defaults: the keyword options it accepts, with their defaults.
     """
 
@@ -33,6 +35,7 @@ class CamMethod:
     paper: ClassVar[str] = ""
     needs_gradients: ClassVar[bool] = False
     interactive: ClassVar[bool] = True
+    elementwise: ClassVar[bool] = False
     defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, *, cache_size: int = 16) -> None:

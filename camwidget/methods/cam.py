@@ -32,6 +32,8 @@ class CAM(CamMethod):
     paper = "Zhou et al., CVPR 2016"
 
     def raw(self, ctx: MethodContext) -> torch.Tensor:
+        classes = ctx.require_classes("cam")
+        assert ctx.logits is not None
         a = ctx.activations
         head = linear_head(ctx.model, a.shape[1])
         advice = (
@@ -43,9 +45,9 @@ class CAM(CamMethod):
             raise ValueError(advice)
         weight = head.weight.detach().float()
         bias = head.bias.detach().float() if head.bias is not None else 0.0
-        predicted = a.mean(dim=(2, 3)) @ weight.T + bias
+        predicted = a.mean(dim=tuple(range(2, a.ndim))) @ weight.T + bias
         if predicted.shape != ctx.logits.shape or not torch.allclose(
             predicted, ctx.logits, rtol=1e-3, atol=1e-3 * (1 + ctx.logits.abs().max().item())
         ):
             raise ValueError(advice)
-        return torch.einsum("nc,nchw->nhw", weight[ctx.targets], a)
+        return torch.einsum("nc,nc...->n...", weight[classes], a)

@@ -21,13 +21,13 @@ class EigenCAM(CamMethod):
 
     def raw(self, ctx: MethodContext) -> torch.Tensor:
         a = ctx.activations
-        n, c, h, w = a.shape
-        x = a.reshape(n, c, h * w).transpose(1, 2)  # (N, hw, C)
+        n = a.shape[0]
+        x = a.flatten(2).transpose(1, 2)  # (N, hw, C) (hw: every spatial position, frames too)
         x = x - x.mean(dim=1, keepdim=True)
         _, _, vh = torch.linalg.svd(x.double(), full_matrices=False)
         projection = (x.double() @ vh[:, 0, :].unsqueeze(-1)).squeeze(-1)  # (N, hw)
-        mean_map = a.mean(dim=1).reshape(n, h * w).double()
+        mean_map = a.mean(dim=1).reshape(n, -1).double()
         mean_map = mean_map - mean_map.mean(dim=1, keepdim=True)
         sign = torch.sign((projection * mean_map).sum(dim=1, keepdim=True))
         sign = torch.where(sign == 0, torch.ones_like(sign), sign)
-        return (projection * sign).float().reshape(n, h, w)
+        return (projection * sign).float().reshape(n, *a.shape[2:])

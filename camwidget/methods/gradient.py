@@ -1,7 +1,8 @@
 """Gradient-based CAMs: Grad-CAM, Grad-CAM++, HiResCAM, XGrad-CAM, Layer-CAM.
 
 All use one forward and one backward pass that stops at the target layer (no parameter gradients).
-Notation: A (N, C, h, w) activations, g = d y_c / d A with y_c the target class's logit (pre-softmax).
+Notation: A (N, C, *s) activations (s = (h, w), or (t, h, w) for video), g = d y / d A with y the target's
+score (a class's logit, pre-softmax, for a class-index target).
 """
 
 from __future__ import annotations
@@ -14,8 +15,13 @@ __all__ = ["GradCAM", "GradCAMPlusPlus", "HiResCAM", "LayerCAM", "XGradCAM"]
 
 
 def _weighted(weights: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
-    """Σ_k w_k A_k for (N, C) weights and (N, C, h, w) activations -> (N, h, w)."""
-    return torch.einsum("nc,nchw->nhw", weights, activations)
+    """Σ_k w_k A_k for (N, C) weights and (N, C, *s) activations -> (N, *s)."""
+    return torch.einsum("nc,nc...->n...", weights, activations)
+
+
+def _spatial(t: torch.Tensor) -> tuple[int, ...]:
+    """The spatial dimensions of a (N, C, *s) tensor."""
+    return tuple(range(2, t.ndim))
 
 
 def _gradients(ctx: MethodContext) -> torch.Tensor:
@@ -32,7 +38,8 @@ class GradCAM(CamMethod):
     needs_gradients = True
 
     def raw(self, ctx: MethodContext) -> torch.Tensor:
-        return _weighted(_gradients(ctx).mean(dim=(2, 3)), ctx.activations)
+        g = _gradients(ctx)
+        return _weighted(g.mean(dim=_spatial(g)), ctx.activations)
 
 
 class GradCAMPlusPlus(CamMethod):
@@ -54,9 +61,9 @@ class GradCAMPlusPlus(CamMethod):
         g = _gradients(ctx)
         a = ctx.activations
         g2 = g * g
-        denominator = 2 * g2 + a.sum(dim=(2, 3), keepdim=True) * g2 * g + 1e-6
+        denominator = 2 * g2 + a.sum(dim=_spatial(a), keepdim=True) * g2 * g + 1e-6
         alpha = torch.where(g != 0, g2 / denominator, torch.zeros_like(g))
-        weights = (alpha * torch.relu(g)).sum(dim=(2, 3))
+        weights = (alpha * torch.relu(g)).sum(dim=_spatial(g))
         return _weighted(weights, a)
 
 
@@ -71,6 +78,7 @@ class HiResCAM(CamMethod):
     label = "HiResCAM"
     paper = "Draelos & Carin, arXiv:2011.08891"
     needs_gradients = True
+    elementwise = True
 
     def raw(self, ctx: MethodContext) -> torch.Tensor:
         return (_gradients(ctx) * ctx.activations).sum(dim=1)
@@ -86,7 +94,7 @@ class XGradCAM(CamMethod):
 
     def raw(self, ctx: MethodContext) -> torch.Tensor:
         g, a = _gradients(ctx), ctx.activations
-        weights = (g * a).sum(dim=(2, 3)) / (a.sum(dim=(2, 3)) + 1e-7)
+        weights = (g * a).sum(dim=_spatial(a)) / (a.sum(dim=_spatial(a)) + 1e-7)
         return _weighted(weights, a)
 
 

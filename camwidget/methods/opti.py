@@ -1,12 +1,12 @@
 """Opti-CAM (Zhang et al. 2023): channel weights optimised per image to maximise the masked score.
 
-With F = ReLU(A) (N, K, h, w) fixed, u (N, K) starts at 0.5 and
-S(u) = n(upsample(Σ_k softmax(u)_k F_k)), n a per-image min-max. Adam maximises the target logit of the
-image masked by S **in pixel space**: x_pix = x·std + mean, masked pixels go to true black, and the result
-is normalised again (so a masked pixel is black, not the dataset's mean colour). Each image has its own
-weights; images are optimised together in one batch. Every ``iterations // 10`` steps an image stops
-(its best weights are frozen) once its loss has risen since the last check, the official code's rule applied
-per image, so a batch gives the same maps as one image at a time; the loop ends when every image stopped.
+With F = ReLU(A) (N, K, h, w) fixed, u (N, K) starts at 0.5 and S(u) = n(upsample(Σ_k softmax(u)_k F_k)), n a
+per-image min-max. Adam maximises the target's score (by default the class's logit) of the image masked by S
+**in pixel space**: x_pix = x·std + mean, masked pixels go to true black, and the result is normalised again
+(so a masked pixel is black, not the dataset's mean colour). Each image has its own weights; images are
+optimised together in one batch. Every ``iterations // 10`` steps an image stops (its best weights are frozen)
+once its loss has risen since the last check, the official code's rule applied per image, so a batch gives the
+same maps as one image at a time; the loop ends when every image stopped.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ __all__ = ["OptiCAM"]
 
 
 def _soft_minmax(maps: torch.Tensor) -> torch.Tensor:
+    """Per-image min-max of (N, 1, *S) maps (differentiable; 1e-12 guards a flat map)."""
     flat = maps.flatten(1)
     lo = flat.amin(1, keepdim=True)
     hi = flat.amax(1, keepdim=True)
@@ -48,11 +49,12 @@ class OptiCAM(CamMethod):
         device = ctx.device
         features = torch.relu(ctx.activations)  # (N, K, h, w)
         n, k = features.shape[:2]
-        size = ctx.inputs.shape[-2:]
-        mean = torch.tensor(ctx.mean, device=device).view(1, -1, 1, 1)
-        std = torch.tensor(ctx.std, device=device).view(1, -1, 1, 1)
+        size = tuple(ctx.inputs.shape[2:])
+        mode = "bilinear" if len(size) == 2 else "trilinear"
+        shape = (1, -1, *[1] * len(size))
+        mean = torch.tensor(ctx.mean, device=device).view(shape)
+        std = torch.tensor(ctx.std, device=device).view(shape)
         pixels = (ctx.inputs.float() * std + mean).detach()
-        targets = ctx.targets.view(-1, 1)
         u = torch.full((n, k), 0.5, device=device, requires_grad=True)
         optimizer = torch.optim.Adam([u], lr=float(lr))
         best_loss = torch.full((n,), float("inf"), device=device)
@@ -64,11 +66,10 @@ class OptiCAM(CamMethod):
         progress = ctx.progress
         with torch.enable_grad():
             for step in range(iterations):
-                saliency = torch.einsum("nk,nkhw->nhw", torch.softmax(u, dim=1), features)
-                mask = _soft_minmax(F.interpolate(saliency.unsqueeze(1), size=size, mode="bilinear"))
+                saliency = torch.einsum("nk,nk...->n...", torch.softmax(u, dim=1), features)
+                mask = _soft_minmax(F.interpolate(saliency.unsqueeze(1), size=size, mode=mode))
                 masked = (pixels * mask - mean) / std
-                logits = ctx.forward_with_grad(masked, precision)
-                loss_each = -logits.gather(1, targets).squeeze(1)
+                loss_each = -ctx.scores_with_grad(masked, precision)
                 current = loss_each.detach()
                 improved = active & (current < best_loss)
                 best_loss = torch.where(improved, current, best_loss)
@@ -85,4 +86,4 @@ class OptiCAM(CamMethod):
                     last_check = current
                     if not bool(active.any()):
                         break
-        return torch.einsum("nk,nkhw->nhw", torch.softmax(best_u, dim=1), features)
+        return torch.einsum("nk,nk...->n...", torch.softmax(best_u, dim=1), features)

@@ -32,6 +32,7 @@ import torch
 from camwidget.engine.cache import ImageCache
 from camwidget.engine.normalize import minmax, upsample
 from camwidget.methods.base import CamMethod, MethodContext
+from camwidget.targets import ClassIndex
 
 __all__ = ["VARIANTS", "ScoreCAM", "channel_masks", "channel_weights"]
 
@@ -40,13 +41,14 @@ _MASK_STYLE = {"paper": "paper", "pytorch-grad-cam": "align-corners", "torchcam"
 
 
 def _flat(activations: torch.Tensor) -> torch.Tensor:
-    """(..., h, w) -> bool (...): the map is constant (min == max)."""
-    flat = activations.flatten(-2)
+    """(N, C, *s) -> bool (N, C): the map is constant (min == max)."""
+    flat = activations.flatten(2)
     return flat.amax(-1) <= flat.amin(-1)
 
 
-def channel_masks(maps: torch.Tensor, size: tuple[int, int], variant: str = "paper") -> torch.Tensor:
-    """(B, h, w) activation maps -> (B, 1, H, W) masks in [0, 1], as ``variant`` builds them."""
+def channel_masks(maps: torch.Tensor, size: tuple[int, ...], variant: str = "paper") -> torch.Tensor:
+    """(B, *s) activation maps -> (B, 1, *S) masks in [0, 1], as ``variant`` builds them (bilinear for
+    images, trilinear for video and volumes)."""
     maps = maps.float()
     if variant == "torchcam":
         flat = maps.flatten(1)
@@ -61,44 +63,48 @@ def channel_masks(maps: torch.Tensor, size: tuple[int, int], variant: str = "pap
 
 
 def channel_weights(
-    masked_logits: torch.Tensor,
+    scores: torch.Tensor,
     run: torch.Tensor,
-    target: int,
     variant: str,
     *,
     flat: torch.Tensor,
-    zero_logits: torch.Tensor | None = None,
-    base_logits: torch.Tensor | None = None,
+    zero_score: torch.Tensor | float = 0.0,
+    base_score: torch.Tensor | float = 0.0,
 ) -> torch.Tensor:
-    """Per-channel weights (C,) of one image from its masked logits, as ``variant`` computes them.
+    """Per-channel weights (C,) of one image from the scores of its masked inputs, as ``variant`` computes
+    them.
 
     Args:
-        masked_logits: (C, K) logits of the input masked by each channel (rows of unrun channels ignored).
+        scores: (C,) the target's score on the input masked by each channel (the class's softmax probability
+            for the "paper" preset with a class-index target; its logit for the peer presets; any explicit
+            target's own score). Rows of channels that were not run are ignored.
         run: (C,) bool, the channels that take part (non-selected ones get weight 0).
-        target: class index.
         flat: (C,) bool, the constant maps.
-        zero_logits: (K,) logits of the all-zero (fully masked) input, for the peer presets.
-        base_logits: (K,) logits of the unmasked input, for the "torchcam" preset.
+        zero_score: the score of the all-zero (fully masked) input, for the peer presets' constant maps.
+        base_score: the score of the unmasked input, for the "torchcam" preset.
     """
-    weights = torch.zeros(masked_logits.shape[0], device=masked_logits.device)
+    weights = torch.zeros(scores.shape[0], device=scores.device)
     if variant == "paper":
         use = run & ~flat
-        if use.any():
-            weights[use] = torch.softmax(masked_logits[use], dim=1)[:, target]
+        weights[use] = scores[use]
         return weights
-    assert zero_logits is not None
-    scores = torch.where(flat, zero_logits[target], masked_logits[:, target])
+    values = torch.where(flat, torch.as_tensor(zero_score, device=scores.device, dtype=scores.dtype), scores)
     if variant == "torchcam":
-        assert base_logits is not None
-        scores = scores - base_logits[target]
+        values = values - base_score
     if run.any():
-        weights[run] = torch.softmax(scores[run], dim=0)
+        weights[run] = torch.softmax(values[run], dim=0)
     return weights
 
 
 class ScoreCAM(CamMethod):
     """Score-CAM. Options: ``variant`` ("paper", "pytorch-grad-cam", "torchcam"), ``channels`` (int or None:
-    keep the k highest-variance maps, Faster Score-CAM)."""
+    keep the k highest-variance maps, Faster Score-CAM).
+
+    With a class-index target (None, an int, ``Logit``/``Probability``/``Sigmoid``) and a model returning
+    logits, the masked logits are kept for every class (a C x K matrix per image), so another class of the
+    same image costs no masked forward. Any other target (a segmentation class, a detection, a callable)
+    is scored on each masked input directly, one image's channels after the other.
+    """
 
     name = "scorecam"
     label = "Score-CAM"
@@ -129,32 +135,82 @@ class ScoreCAM(CamMethod):
         if channels is not None and channels < c:
             top = a.flatten(2).var(dim=2).topk(channels, dim=1).indices
             run = torch.zeros_like(run).scatter_(1, top, True)
-        scores = self._masked_logits(ctx, run & ~flat, variant)
-        zero_logits = None
-        if variant != "paper" and bool((run & flat).any()):
-            zero_logits = ctx.zero_input_logits()
-        elif variant != "paper":
-            zero_logits = torch.zeros(scores[0].shape[1], device=a.device)
+        needed = run & ~flat
+        if ctx.classes is not None:
+            scores, zero, base = self._class_scores(ctx, needed, variant, bool((run & flat).any()))
+        else:
+            scores, zero, base = self._target_scores(ctx, needed, variant, bool((run & flat).any()))
         weights = torch.stack(
             [
                 channel_weights(
-                    scores[i],
-                    run[i],
-                    int(ctx.targets[i]),
-                    variant,
-                    flat=flat[i],
-                    zero_logits=zero_logits,
-                    base_logits=ctx.logits[i],
+                    scores[i], run[i], variant, flat=flat[i], zero_score=zero[i], base_score=base[i]
                 )
                 for i in range(n)
             ]
         )
-        return torch.einsum("nc,nchw->nhw", weights, a)
+        return torch.einsum("nc,nc...->n...", weights, a)
+
+    def _class_scores(
+        self, ctx: MethodContext, needed: torch.Tensor, variant: str, any_flat: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(N, C) channel scores, (N,) zero-input and (N,) unmasked scores for a class-index target."""
+        assert ctx.classes is not None and ctx.logits is not None and isinstance(ctx.target, ClassIndex)
+        target = ctx.target
+        n = ctx.inputs.shape[0]
+        if target.explicit:  # Logit / Probability / Sigmoid: the target's own score for every preset
+
+            def score(logits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+                return target.scores_from_logits(logits, classes)
+
+        elif variant == "paper":  # the paper: the class's softmax probability
+
+            def score(logits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+                return torch.softmax(logits, dim=1).gather(1, classes.view(-1, 1)).squeeze(1)
+
+        else:  # pytorch-grad-cam and torchcam: the class's logit
+
+            def score(logits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+                return logits.gather(1, classes.view(-1, 1)).squeeze(1)
+
+        masked = self._masked_logits(ctx, needed, variant)
+        scores = torch.stack([score(masked[i], ctx.classes[i].expand(masked[i].shape[0])) for i in range(n)])
+        base = score(ctx.logits, ctx.classes)
+        zero = torch.zeros(n, device=ctx.device)
+        if variant != "paper" and any_flat:
+            zero = score(ctx.zero_input_logits().expand(n, -1), ctx.classes)
+        return scores, zero, base
+
+    def _target_scores(
+        self, ctx: MethodContext, needed: torch.Tensor, variant: str, any_flat: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(N, C) channel scores, (N,) zero-input and (N,) unmasked scores for any other target: each
+        image's masked inputs scored by the target for that image (nothing cached)."""
+        a = ctx.activations
+        n, c = a.shape[:2]
+        size = tuple(ctx.inputs.shape[2:])
+        scores = torch.zeros(n, c, device=ctx.device)
+        for i in range(n):
+            channels = needed[i].nonzero().flatten()
+            if not len(channels):
+                continue
+
+            def make_batch(
+                start: int, stop: int, i: int = i, channels: torch.Tensor = channels
+            ) -> torch.Tensor:
+                masks = channel_masks(a[i, channels[start:stop]], size, variant)
+                return ctx.inputs[i : i + 1] * masks.to(ctx.inputs.dtype)
+
+            scores[i, channels] = ctx.target_forwards(make_batch, len(channels), i)
+        zero = (
+            ctx.zero_input_scores() if variant != "paper" and any_flat else torch.zeros(n, device=ctx.device)
+        )
+        return scores, zero, ctx.scores
 
     def _masked_logits(self, ctx: MethodContext, needed: torch.Tensor, variant: str) -> list[torch.Tensor]:
         """(C, K) masked logits per image, from the cache where possible; runs only the missing channels."""
+        assert ctx.logits is not None
         a = ctx.activations
-        size = (ctx.inputs.shape[-2], ctx.inputs.shape[-1])
+        size = tuple(ctx.inputs.shape[2:])
         key = (_MASK_STYLE[variant], ctx.layer_name, ctx.precision)
         entries = [self.cache.get(key, ctx.inputs[i], ctx.logits[i]) for i in range(a.shape[0])]
         for entry in entries:

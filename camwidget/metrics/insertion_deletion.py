@@ -37,13 +37,12 @@ from torch import nn
 from camwidget.engine.batching import ForwardRunner
 from camwidget.engine.explainer import IMAGENET_MEAN, IMAGENET_STD
 from camwidget.engine.hooks import preserved_state
-from camwidget.engine.validation import Target, check_call, check_inputs, resolve_targets
+from camwidget.engine.validation import Target, check_call, check_inputs
 from camwidget.metrics._common import (
     check_maps,
     check_normalisation,
     model_device,
-    predict,
-    target_probabilities,
+    score_reference,
 )
 
 __all__ = [
@@ -92,17 +91,23 @@ def rise_blur_kernel(size: int = 11, sigma: float = 5.0) -> torch.Tensor:
 
 def blur_images(x: torch.Tensor, blur: tuple[int, float] = (11, 5.0)) -> torch.Tensor:
     """(N, C, H, W) -> (N, C, H, W): each channel convolved with :func:`rise_blur_kernel`, zero padding
-    size // 2 (as RISE's ``conv2d(..., padding=klen // 2)``), in float32, returned in ``x``'s dtype."""
+    size // 2 (as RISE's ``conv2d(..., padding=klen // 2)``), in float32, returned in ``x``'s dtype.
+    (N, C, T, H, W) video or volumes are blurred frame by frame (the same 2-D kernel on each)."""
     size, sigma = _check_blur(blur)
+    if x.ndim == 5:
+        n, c, t, h, w = x.shape
+        frames = x.transpose(1, 2).reshape(n * t, c, h, w)
+        return blur_images(frames, (size, sigma)).view(n, t, c, h, w).transpose(1, 2).contiguous()
     c = x.shape[1]
     kernel = rise_blur_kernel(size, sigma).to(x.device).expand(c, 1, size, size)
     return F.conv2d(x.float(), kernel, padding=size // 2, groups=c).to(x.dtype)
 
 
 def saliency_ranks(maps: torch.Tensor) -> torch.Tensor:
-    """(N, H, W) maps -> (N, H, W) int64 ranks: 0 for the most salient pixel, H·W − 1 for the least.
+    """(N, *S) maps -> (N, *S) int64 ranks: 0 for the most salient pixel, prod(S) − 1 for the least.
 
-    Pixels of equal saliency keep raster order (row by row, left to right): a stable sort.
+    Pixels of equal saliency keep raster order (row by row, left to right; frame by frame for video): a
+    stable sort.
     """
     flat = maps.flatten(1)
     order = torch.sort(flat, dim=1, descending=True, stable=True).indices
@@ -172,7 +177,7 @@ class _Perturber:
         self.ranks = saliency_ranks(maps)
         self.blurred = blur_images(x, blur)
         if substrate == "zeros":
-            self.substrate = torch.zeros((1, x.shape[1], 1, 1), dtype=x.dtype, device=x.device)
+            self.substrate = torch.zeros((1, x.shape[1], *[1] * (x.ndim - 2)), dtype=x.dtype, device=x.device)
         elif substrate == "black":
             self.substrate = (-mean / std).to(x.dtype)
         else:
@@ -194,7 +199,7 @@ class _Perturber:
         layout twin consumes, so it needs no conversion).
         """
         b = index.shape[0]
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        fmt = torch.channels_last if channels_last and self.x.ndim == 4 else torch.contiguous_format
         out = torch.empty((b, *self.x.shape[1:]), dtype=self.x.dtype, device=self.x.device, memory_format=fmt)
         if b == 0:
             return out
@@ -202,7 +207,8 @@ class _Perturber:
         cuts = ((key[1:] != key[:-1]).nonzero().flatten() + 1).tolist()
         for a, z in zip([0, *cuts], [*cuts, b], strict=True):
             i, k = int(index[a]), int(kind[a])
-            changed = (self.ranks[i] < (step_index[a:z] * self.step).view(-1, 1, 1)).unsqueeze(1)
+            limit = (step_index[a:z] * self.step).view(-1, *[1] * (self.ranks.ndim - 1))
+            changed = (self.ranks[i] < limit).unsqueeze(1)
             x = self.x[i : i + 1]
             if k == 0:  # deletion: the changed pixels come from the substrate
                 sub = self.substrate if self.substrate.shape[0] == 1 else self.substrate[i : i + 1]
@@ -218,12 +224,13 @@ class Curves:
     """Insertion and deletion curves of N images.
 
     Attributes:
-        insertion: (N, n + 1) float32 target-class softmax probability after restoring s·step pixels,
-            s = 0..n.
-        deletion: (N, n + 1) float32 probability after removing s·step pixels.
+        insertion: (N, n + 1) float32 score after restoring s·step pixels, s = 0..n: the target class's
+            softmax probability for a class index (RISE), else the target's own score.
+        deletion: (N, n + 1) float32 score after removing s·step pixels.
         fractions: (n + 1,) float32 x axis s / n in [0, 1]. Step s perturbs min(s·step, H·W) pixels; the
             last step may perturb fewer than ``step`` new pixels, as in RISE (see :attr:`pixel_fractions`).
-        targets: (N,) int64 class scored per image.
+        targets: (N,) int64 class scored per image (-1 where the target is not a class).
+        target_name: what was scored ("predicted class", "segmentation class 15", ...).
         step: pixels perturbed per step. substrate: deletion's substrate. blur: (kernel size, sigma).
         precision: the precision the perturbed forwards ran at ("fp32", or "bf16"/"fp16" where the
             device computes it natively and it agreed with fp32, see :mod:`camwidget.engine.precision`).
@@ -237,6 +244,7 @@ class Curves:
     substrate: str
     blur: tuple[int, float]
     precision: str = "fp32"
+    target_name: str = "predicted class"
     _inputs: torch.Tensor | None = field(default=None, repr=False)
     _maps: torch.Tensor | None = field(default=None, repr=False)
     _mean: torch.Tensor | None = field(default=None, repr=False)
@@ -262,7 +270,7 @@ class Curves:
         """(n + 1,) share of pixels perturbed at each step: min(s·step, H·W) / (H·W)."""
         if self._maps is None:
             raise RuntimeError("these Curves were built without their maps")
-        hw = self._maps.shape[-1] * self._maps.shape[-2]
+        hw = math.prod(self._maps.shape[1:])
         s = torch.arange(self.n_steps + 1, dtype=torch.float64)
         return ((s * self.step).clamp(max=hw) / hw).float()
 
@@ -319,10 +327,14 @@ def insertion_deletion(
     Args:
         model: classifier returning (N, K) logits, on any device; left exactly as it came (run in eval
             mode, train flags, ``requires_grad`` and hooks restored, nothing updated).
-        inputs: (N, C, H, W) float tensor, preprocessed as the model expects.
-        maps: (N, H, W) (or (N, 1, H, W)) saliency maps at the input resolution; only their order matters.
+        inputs: (N, C, H, W) float tensor, preprocessed as the model expects; or (N, C, T, H, W) video or
+            volumes (pixels are then voxels, blurred frame by frame).
+        maps: (N, H, W) (or (N, 1, H, W); (N, T, H, W) for video) saliency maps at the input resolution;
+            only their order matters.
         target: None (default: the class predicted on each original image, fp32 forward), an int for all
-            images, or N ints.
+            images, or N ints: scored as the class's softmax probability (RISE). Any other target of
+            :mod:`camwidget.targets` (``Logit``, ``Sigmoid``, ``SegmentationClass``, a callable...) is scored
+            by its own value, so the curve's range is the target's.
         step: pixels (all channels) perturbed per step, >= 1. Default 224 (RISE); n = ceil(H·W / step).
         substrate: deletion's replacement: "zeros" (default, RISE), "black" or "blur".
         blur: (odd kernel size, sigma) of insertion's starting image (and of the "blur" substrate).
@@ -348,19 +360,18 @@ def insertion_deletion(
     blur = _check_blur(blur)
     device = model_device(model)
     out_device = inputs.device
-    m, s = check_normalisation(mean, std, inputs.shape[1], device)
     x = inputs.detach().to(device)
+    m, s = check_normalisation(mean, std, inputs.shape[1], device, x.ndim - 2)
     maps_d = maps.to(device)
-    n_img, _, h, w = x.shape
-    n_steps = math.ceil(h * w / step)
+    n_img = x.shape[0]
+    n_steps = math.ceil(math.prod(x.shape[2:]) / step)
     points = n_steps + 1
     per_image = 2 * points
     total = n_img * per_image
-    group = max(1, _ITEMS_PER_CALL // per_image)
+    precisions: list[str] = []
 
     with preserved_state(model):
-        reference = predict(model, x)
-        targets = resolve_targets(wanted, reference)
+        scorer = score_reference(model, x, wanted)
         scores = torch.empty(n_img, 2, points, device=device)
         done_before = 0
 
@@ -368,32 +379,43 @@ def insertion_deletion(
             if progress is not None:
                 progress(done_before + done, total)
 
-        runner = ForwardRunner(
-            model, precision=precision, batch_size=batch_size, progress=report, reference=(x, reference)
-        )
+        # Class targets: the steps of several images share one stream of logits. Other targets: each image's
+        # steps are scored by that image's target, one stream per image.
+        group = 1 if scorer.per_image else max(1, _ITEMS_PER_CALL // per_image)
+        runner: ForwardRunner | None = None
         for g0 in range(0, n_img, group):
             g1 = min(n_img, g0 + group)
+            if runner is None or scorer.per_image:
+                stream = scorer.stream(g0 if scorer.per_image else None, x)
+                runner = ForwardRunner(
+                    model, precision=precision, batch_size=batch_size, progress=report, **stream
+                )
             perturber = _Perturber(x[g0:g1], maps_d[g0:g1], step, substrate, blur, m, s)
 
-            def make_batch(start: int, stop: int, perturber: _Perturber = perturber) -> torch.Tensor:
+            def make_batch(
+                start: int, stop: int, perturber: _Perturber = perturber, runner: ForwardRunner = runner
+            ) -> torch.Tensor:
                 j = torch.arange(start, stop, device=device)
                 r = j % per_image
                 # built in the layout the runner's private copy consumes, saving a conversion
                 layout = runner.channels_last
                 return perturber.images(j // per_image, r % points, r // points, channels_last=layout)
 
-            logits = runner.logits(make_batch, (g1 - g0) * per_image)
-            item_targets = targets[g0:g1].repeat_interleave(per_image)
-            probs = target_probabilities(logits, item_targets)
-            scores[g0:g1] = probs.view(g1 - g0, 2, points)
+            out = runner.logits(make_batch, (g1 - g0) * per_image)
+            if not scorer.per_image:
+                assert scorer.classes is not None
+                out = scorer.from_logits(out, scorer.classes[g0:g1].repeat_interleave(per_image))
+            scores[g0:g1] = out.view(g1 - g0, 2, points)
             done_before += (g1 - g0) * per_image
+            precisions.append(runner.precision_used or "fp32")
 
     return Curves(
-        precision=runner.precision_used or "fp32",
+        precision=next((p for p in precisions if p != "fp32"), "fp32"),
         insertion=scores[:, 1].to(out_device),
         deletion=scores[:, 0].to(out_device),
         fractions=(torch.arange(points, dtype=torch.float64) / n_steps).float().to(out_device),
-        targets=targets.to(out_device),
+        targets=(scorer.classes if scorer.classes is not None else torch.full((n_img,), -1)).to(out_device),
+        target_name=scorer.target.name,
         step=step,
         substrate=substrate,
         blur=blur,
@@ -434,7 +456,7 @@ def perturbed_image(
     """
     inputs = check_inputs(inputs)
     maps = check_maps(maps, inputs)
-    m, s = check_normalisation(mean, std, inputs.shape[1], inputs.device)
+    m, s = check_normalisation(mean, std, inputs.shape[1], inputs.device, inputs.ndim - 2)
     return _perturbed(
         inputs,
         maps,
@@ -462,10 +484,10 @@ def _perturbed(
     mean: torch.Tensor | None,
     std: torch.Tensor | None,
 ) -> torch.Tensor:
-    n, c, h, w = inputs.shape
+    n, c = inputs.shape[:2]
     if isinstance(index, bool) or not isinstance(index, int) or not -n <= index < n:
         raise ValueError(f"index must be an int in [0, {n}); got {index!r}")
-    n_steps = math.ceil(h * w / step)
+    n_steps = math.ceil(math.prod(inputs.shape[2:]) / step)
     single = isinstance(step_index, int) and not isinstance(step_index, bool)
     steps = torch.as_tensor([step_index] if single else list(step_index))  # type: ignore[arg-type]
     if steps.is_floating_point() or steps.dtype == torch.bool or steps.ndim != 1:
@@ -476,7 +498,7 @@ def _perturbed(
         )
     kind_i = _kind_index(kind)
     if mean is None or std is None:
-        mean, std = check_normalisation(IMAGENET_MEAN, IMAGENET_STD, c, inputs.device)
+        mean, std = check_normalisation(IMAGENET_MEAN, IMAGENET_STD, c, inputs.device, inputs.ndim - 2)
     index %= n
     x = inputs[index : index + 1].detach()
     image_map = maps[index : index + 1].to(x.device)

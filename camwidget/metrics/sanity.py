@@ -33,9 +33,9 @@ from camwidget.engine.batching import model_device
 from camwidget.engine.explainer import Explainer
 from camwidget.engine.hooks import preserved_state
 from camwidget.engine.layers import resolve_layer
-from camwidget.engine.validation import Target, check_call, resolve_targets
+from camwidget.engine.validation import Target, check_call
 from camwidget.methods.registry import get_method
-from camwidget.metrics._common import predict
+from camwidget.metrics._common import fixed_target
 
 __all__ = ["cascade_order", "randomize_module", "sanity_check", "spearman", "ssim"]
 
@@ -195,7 +195,7 @@ def sanity_check(
 
     clone = copy.deepcopy(model)
     with preserved_state(clone):
-        targets = resolve_targets(wanted, predict(clone, x))
+        targets = fixed_target(clone, x, wanted)
     explainer = Explainer(clone, layer_name, method, **options)
     original = explainer(x, targets)
     layer_name = explainer.layer_name

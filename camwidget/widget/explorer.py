@@ -102,6 +102,9 @@ class CamExplorer(anywidget.AnyWidget):
             Ablation-CAM) show a HiResCAM preview while they compute.
         layer: the layer shown first (a name or an alias); default the last spatial layer before pooling.
         target: the class shown first (index or class name); default each image's predicted class.
+        compare: the compare mode shown first: "off" (default), "method" or "class".
+        compare_class: with ``compare="class"``, the second class (index or name); default the
+            second-ranked prediction.
         mean, std: the normalisation inside ``preprocess`` (undone for display).
         colormap: "viridis" (default), "jet", "inferno" or "gray".
         opacity: heatmap opacity over the image, 0..1.
@@ -166,6 +169,8 @@ class CamExplorer(anywidget.AnyWidget):
         method: str | None = None,
         layer: str | None = None,
         target: int | str | None = None,
+        compare: str = "off",
+        compare_class: int | str | None = None,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         colormap: str = "viridis",
@@ -179,6 +184,8 @@ class CamExplorer(anywidget.AnyWidget):
             raise ValueError(f"opacity must lie in [0, 1]; got {opacity}")
         if int(topk) < 1:
             raise ValueError(f"topk must be at least 1; got {topk}")
+        if compare not in COMPARE_MODES:
+            raise ValueError(f"compare must be one of {', '.join(COMPARE_MODES)}; got {compare!r}")
         session = Session.open(
             model,
             images,
@@ -197,6 +204,7 @@ class CamExplorer(anywidget.AnyWidget):
         first = first or (PREVIEW_METHOD if PREVIEW_METHOD in session.methods else session.methods[0])
         first_layer = session.catalog.default if layer is None else session.catalog.canonical(layer)
         pinned = None if target is None else session.class_names.index(target)
+        second = None if compare_class is None else session.class_names.index(compare_class)
         self._lock = threading.RLock()
         self._session = session
         self._topk = int(topk)
@@ -230,6 +238,9 @@ class CamExplorer(anywidget.AnyWidget):
             self.layer, self.method = first_layer, first
             self.compare_method = (slow or others or [first])[0]
             self._show_image()
+            self.compare = compare  # before the worker starts, so nothing races with the first values
+            if second is not None:
+                self.compare_class = second
         # the first map now (fast methods: one pass), so the widget and its PNG show it at once
         work = session.plan(self._selection())
         if work is not None and work.kind == "map":

@@ -357,8 +357,14 @@ class Session:
         """One Explainer per layer (its method instances keep Score-CAM's per-image scores)."""
         ex = self._explainers.get(layer)
         if ex is None:
-            ex = Explainer(
-                self.model, layer or None, PREVIEW_METHOD, progress=self._report, mean=self.mean, std=self.std
+            ex = Explainer(  # warn=False: the widget shows the warnings with the map
+                self.model,
+                layer or None,
+                PREVIEW_METHOD,
+                progress=self._report,
+                mean=self.mean,
+                std=self.std,
+                warn=False,
             )
             self._explainers[layer] = ex
         return ex

@@ -85,3 +85,25 @@ def count_rows(path) -> int:
         return conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]
     finally:
         conn.close()
+
+
+MINORITY = {"object_strength": 0.4, "p_watermark": 0.25}
+"""A planted minority shortcut: a quarter of class 0's images carry the stamp, faint objects."""
+
+
+@pytest.fixture(scope="session")
+def minority():
+    """(model, test set): SmallCNN trained where only 25% of class 0 carry the top-left stamp.
+
+    The stamp drives the model (pasted onto other classes it flips their predictions) but the class's
+    mean map barely shows it: the shortcut of a minority.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train = watermark_dataset(600, seed=0, **MINORITY)
+        model = train_classifier(SmallCNN(num_classes=3, seed=0), train, epochs=6, lr=5e-3, seed=0)
+    finally:
+        torch.set_num_threads(before)
+    test = watermark_dataset(240, seed=1, **MINORITY)
+    return model, test

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import os
 import shutil
 import signal
@@ -77,9 +76,9 @@ def test_shortcuts_without_regions_find_the_fixed_location(biased, tmp_path):
     model, test = biased
     report = run(model, test, ":memory:", batch_size=64)
     first = report.shortcuts()[0]
-    assert first.class_name == "h_stripes" and first.kind == "location"
+    assert first.class_name == "h_stripes" and first.kind == "hotspot"
     x0, y0, x1, y1 = first.box
-    assert x0 == 0 and y0 == 0 and x1 <= 16 and y1 <= 16
+    assert x0 < 8 and y0 < 8 and x1 <= 16 and y1 <= 16  # a compact spot on the watermark's corner
 
 
 # -- crash and resume ---------------------------------------------------------------------------------
@@ -102,7 +101,7 @@ class Interrupting(Dataset):
 def test_ctrl_c_then_rerun_equals_uninterrupted(small, tmp_path):
     model, data = small
     run(model, data, tmp_path / "full.sqlite")
-    flaky = Interrupting(data, at=70)
+    flaky = Interrupting(data, at=71)  # not one of the 16 items the data fingerprint reads first
     with pytest.raises(KeyboardInterrupt):
         run(model, flaky, tmp_path / "resumed.sqlite")
     assert count_rows(tmp_path / "resumed.sqlite") == 64  # two batches of 32 committed, the third lost
@@ -539,100 +538,6 @@ def test_insertion_deletion_when_the_metrics_module_has_it(small, tmp_path):
     report = run(model, sub, tmp_path / "i.sqlite", metrics=("energy", "insertion", "deletion"))
     df = report.to_dataframe()
     assert df["insertion_auc"].between(0, 1).all() and df["deletion_auc"].between(0, 1).all()
-
-
-# -- the gallery --------------------------------------------------------------------------------------
-@pytest.fixture
-def gallery_report(small, tmp_path):
-    model, data = small
-    return run(model, Flaky(data), tmp_path / "g.sqlite", regions=CORNERS), model, data
-
-
-def test_gallery_pages_sorts_and_filters(gallery_report):
-    report, _, _ = gallery_report
-    g = camwidget.AuditExplorer(report, page_size=20)
-    assert g.n_rows == g.total == 96 and len(g.items) == 20 and "10 unreadable" in g.title
-    assert {c["name"] for c in g.columns} >= {"index", "probability", "correct", "region_top_left", "error"}
-    assert [c["name"] for c in g.class_maps] and all(len(c["map"]) for c in g.class_maps)
-    assert g.shortcuts and g.shortcuts[0]["region"] == "top_left"
-    first = g.items[0]
-    assert first["thumb"].startswith("data:image/jpeg;base64,") and len(first["box"]) == 4
-    assert first["error"] is None and first["map_h"] == 8 and len(base64.b64decode(first["map"])) == 64
-    assert g.items[3]["error"] == "OSError: read error on item 3" and g.items[3]["map"] == ""
-    g.sort_by, g.descending = "region_top_left", True
-    shares = [i["value"] for i in g.items]
-    assert shares == sorted(shares, reverse=True)
-    g.filters = [{"column": "error", "op": "not missing", "value": ""}]
-    assert g.total == 10 and g.page == 0
-    g.filters = [
-        {"column": "correct", "op": "==", "value": "yes"},
-        {"column": "probability", "op": ">", "value": "0.9"},
-    ]
-    rows = g.rows()
-    assert len(rows) == g.total and rows["correct"].all() and (rows["probability"] > 0.9).all()
-    g.filters = [{"column": "predicted_name", "op": "contains", "value": "STRIPES"}]
-    assert g.rows()["predicted_name"].str.contains("stripes").all()
-    g.filters = [
-        {"column": "probability", "op": "<", "value": "high"},
-        {"column": "nope", "op": "==", "value": 1},
-    ]
-    assert g.total == 96 and "not a number" in g.message and "unknown column 'nope'" in g.message
-    g.filters = []
-    g.page = 99
-    assert g.page == 4 and len(g.items) == 16
-    g.class_by = "label"
-    assert sum(c["count"] for c in g.class_maps) == 86  # the 10 unreadable images have no map
-
-
-def test_gallery_click_opens_camexplorer(gallery_report, monkeypatch):
-    import ipywidgets
-
-    report, model, data = gallery_report
-    opened = []
-
-    class FakeExplorer(ipywidgets.HTML):
-        def __init__(self, model, images, **kwargs):
-            super().__init__("fake CamExplorer")
-            opened.append((model, images, kwargs))
-
-        def close(self):
-            opened.append("closed")
-
-    monkeypatch.setitem(vars(camwidget), "CamExplorer", FakeExplorer)
-    g = camwidget.AuditExplorer(report, model)
-    g._on_message(g, {"event": "open", "index": 5}, [])
-    assert len(opened) == 1, [w.value for w in g.detail.children]
-    ((m, image, kwargs),) = opened
-    assert m is model and torch.equal(image, data[5][0]) and g.selected == 5
-    assert kwargs["method"] == "hirescam" and kwargs["layer"] == report.layer
-    assert isinstance(g.explorer, FakeExplorer) and g.detail.children[-1] is g.explorer
-    assert g.open_image(6) is g.explorer and opened[1] == "closed"  # the previous one is closed
-    assert g.open_image(3) is None and "read error" in g.detail.children[0].value  # an error row
-    no_model = camwidget.AuditExplorer(report)
-    assert no_model.open_image(5) is None and "pass model=" in no_model.detail.children[-1].value
-    loaded = camwidget.AuditExplorer(AuditReport.load(report.path), model)
-    assert loaded.open_image(5) is None and "pass dataset=" in loaded.detail.children[-1].value
-    bundle = g._repr_mimebundle_()
-    assert "application/vnd.jupyter.widget-view+json" in bundle  # a VBox of the gallery and its detail
-    with pytest.raises(TypeError, match="AuditReport"):
-        camwidget.AuditExplorer("audit.sqlite")
-    with pytest.raises(KeyError, match="not in this audit"):
-        g.open_image(1000)
-
-
-def test_gallery_front_end_renders_in_a_fake_dom(tmp_path):
-    node = shutil.which("node")
-    assert node is not None, "Node.js is needed for the front-end tests (make test installs the JS tooling)"
-    source = REPO / "camwidget" / "audit" / "gallery.js"
-    module = tmp_path / "gallery.mjs"
-    shutil.copy(source, module)
-    proc = subprocess.run(
-        [node, str(Path(__file__).with_name("gallery_dom.mjs")), str(module)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
 
 
 def test_box_masks_follow_the_metrics_convention():

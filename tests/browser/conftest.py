@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import servers
+
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts"
 CHROMIUM_ARGS = [
@@ -88,3 +90,14 @@ def static_server() -> Iterator[str]:
             yield f"http://127.0.0.1:{httpd.server_address[1]}"
         finally:
             httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """A JupyterLab server (which also serves Notebook 7) on a free localhost port, token auth,
+    temporary settings; yields ``{"url", "token", "root", "log"}``. Write notebooks into ``root``."""
+    with servers.jupyter_server(tmp_path_factory.mktemp("jupyter"), {}) as server:
+        yield server
+
+
+kernel_idle = servers.kernel_idle

@@ -106,7 +106,7 @@ def write_notebook(path: Path, cells: list[str]) -> Path:
 @contextmanager
 def jupyter_server(base: Path, notebooks: dict[str, list[str]], pythonpath: Path = ROOT) -> Iterator[dict]:
     """A Jupyter server (JupyterLab 4 at /lab, Notebook 7 at /notebooks) over ``notebooks``
-    (file name -> cell sources). Yields ``{"url", "token", "root"}``."""
+    (file name -> cell sources; write more into ``root``). Yields ``{"url", "token", "root", "log"}``."""
     root = base / "root"
     root.mkdir(parents=True)
     for name, cells in notebooks.items():
@@ -129,9 +129,20 @@ def jupyter_server(base: Path, notebooks: dict[str, list[str]], pythonpath: Path
         f"--LabApp.user_settings_dir={base / 'settings'}",
         f"--LabApp.workspaces_dir={base / 'workspaces'}",
     ]
-    url = f"http://127.0.0.1:{port}"
-    with _running(cmd, _env(base, pythonpath), base / "jupyter.log", f"{url}/api/status?token={token}"):
-        yield {"url": url, "token": token, "root": root}
+    url, log = f"http://127.0.0.1:{port}", base / "jupyter.log"
+    with _running(cmd, _env(base, pythonpath), log, f"{url}/api/status?token={token}"):
+        yield {"url": url, "token": token, "root": root, "log": log}
+
+
+def kernel_idle(jupyter: dict, notebook: str) -> bool:
+    """Whether the kernel of ``notebook`` (a path ending) on the ``jupyter`` server is idle."""
+    url = f"{jupyter['url']}/api/sessions?token={jupyter['token']}"
+    with urllib.request.urlopen(url, timeout=5) as r:
+        sessions = json.load(r)
+    return any(
+        s.get("path", "").endswith(notebook) and (s.get("kernel") or {}).get("execution_state") == "idle"
+        for s in sessions
+    )
 
 
 @contextmanager

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.browser import explorer_page as ep
-from tests.browser.servers import EXPLORER, REPORT, jupyter_server
+from tests.browser.servers import EXPLORER, REPORT, kernel_idle, write_notebook
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -27,20 +25,11 @@ CELLS = [EXPLORER + "w", REPORT + "print('REPORT ' + _json.dumps(_report))"]
 
 
 @pytest.fixture(scope="module")
-def jupyter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    notebooks = {f"camexplorer_{ui}.ipynb": CELLS for ui in ("lab", "nb7")}
-    with jupyter_server(tmp_path_factory.mktemp("jupyter"), notebooks) as server:
-        yield server
-
-
-def _kernel_idle(jupyter: dict, notebook: str) -> bool:
-    url = f"{jupyter['url']}/api/sessions?token={jupyter['token']}"
-    with urllib.request.urlopen(url, timeout=5) as r:
-        sessions = json.load(r)
-    return any(
-        s.get("path", "").endswith(notebook) and (s.get("kernel") or {}).get("execution_state") == "idle"
-        for s in sessions
-    )
+def jupyter(jupyter_server: dict) -> dict:
+    """The module's Jupyter server with one CamExplorer notebook per front end."""
+    for ui in ("lab", "nb7"):
+        write_notebook(jupyter_server["root"] / f"camexplorer_{ui}.ipynb", CELLS)
+    return jupyter_server
 
 
 def _run_cell(page, index: int) -> float:
@@ -70,7 +59,7 @@ def _open(page, jupyter: dict, ui: str) -> str:
     page.goto(f"{jupyter['url']}/{path}/{notebook}?token={jupyter['token']}")
     page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=90_000)
     deadline = time.monotonic() + 120
-    while not _kernel_idle(jupyter, notebook):
+    while not kernel_idle(jupyter, notebook):
         assert time.monotonic() < deadline, "the notebook's kernel never became idle"
         time.sleep(0.5)
     page.wait_for_timeout(1000)  # let the front end finish connecting to the kernel

@@ -297,8 +297,11 @@ def test_reshape_transform_explains_a_token_model() -> None:
         assert maps.shape == (2, 16, 16) and torch.isfinite(maps).all()
     names = [i.name for i in camwidget.candidate_layers(model, x, reshape_transform=to_map)]
     assert "block" in names
-    with pytest.raises(ValueError, match="reshape_transform"):
-        camwidget.explain(model, x, method="hirescam", layer="block")
+    # A square token grid needs no reshape argument: the engine finds it (camwidget.engine.tokens).
+    explicit = camwidget.explain(model, x, method="hirescam", layer="block", reshape_transform=to_map)
+    assert torch.equal(camwidget.explain(model, x, method="hirescam", layer="block"), explicit)
+    with pytest.raises(ValueError, match="reshape_transform"):  # a 4x3 grid is not square: it does
+        camwidget.explain(model, torch.randn(2, 3, 16, 12), method="hirescam", layer="block")
 
 
 def test_return_logits_gives_the_forward_that_made_the_maps(shortcut_model) -> None:

@@ -1,5 +1,6 @@
-"""Toy models for the metrics tests: closed-form ones to check values by hand, and a tiny CNN trained (in a
-few seconds) to read its label from a small patch only."""
+"""Toy models for the metrics tests: closed-form ones to check values by hand, a tiny CNN trained (in a
+few seconds) to read its label from a small patch only, and a real CNN on a real photo for comparisons
+with the peers."""
 
 from __future__ import annotations
 
@@ -24,6 +25,43 @@ class RegionMean(nn.Module):
         x0, y0, x1, y1 = self.region
         m = x[:, :, y0:y1, x0:x1].mean(dim=(1, 2, 3))
         return torch.stack([self.a * m, torch.zeros_like(m)], dim=1)
+
+
+class LinearCAM(nn.Module):
+    """x -> ``features`` (identity) -> global average pool -> linear (no bias): logits W·mean(x).
+
+    At layer "features", Grad-CAM's map of class c is min-max(ReLU(Σ_k W_ck x_k)) in closed form (the
+    gradient of the logit with respect to x_k is W_ck / (H·W) everywhere)."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.features = nn.Identity()
+        self.fc = nn.Linear(weight.shape[1], weight.shape[0], bias=False)
+        with torch.no_grad():
+            self.fc.weight.copy_(weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x).mean(dim=(2, 3)))
+
+    def gradcam(self, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """The closed form above: (N, C, H, W), (N,) -> (N, H, W)."""
+        w = self.fc.weight.detach()[classes]  # (N, C)
+        raw = torch.relu(torch.einsum("nc,nchw->nhw", w, x))
+        top = raw.flatten(1).amax(1).view(-1, 1, 1)
+        return torch.where(top > 0, raw / top.clamp_min(1e-30), torch.zeros_like(raw))
+
+
+class CountingModel(nn.Module):
+    """Wraps a model and counts forward passes."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.inner(x)
 
 
 class TinyCNN(nn.Module):
@@ -145,3 +183,37 @@ def assert_untouched(model: nn.Module, before: dict) -> None:
         assert torch.equal(value, after["state"][key]), f"{key} changed"
     for g0, g1 in zip(before["grads"], after["grads"], strict=True):
         assert (g0 is None and g1 is None) or torch.equal(g0, g1)
+
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def photo(name: str = "chelsea", size: int = 224) -> torch.Tensor:
+    """(1, 3, size, size) ImageNet-normalised real photo (camwidget.data), resized and centre-cropped."""
+    from torchvision.transforms import functional as TF
+
+    from camwidget.data import sample_image
+
+    image = TF.center_crop(TF.resize(sample_image(name).convert("RGB"), size * 8 // 7), size)
+    return TF.normalize(TF.to_tensor(image), MEAN, STD).unsqueeze(0)
+
+
+@pytest.fixture(scope="session")
+def resnet() -> nn.Module:
+    """torchvision resnet18, random init (seed 0), its classifier scaled ×40 so that the photos' top
+    classes get probabilities well above chance (an agreement to 1e-4 in probability is then a real check).
+    Tests must leave it as they found it."""
+    import torchvision
+
+    state = torch.random.get_rng_state()
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None).eval()
+    torch.random.set_rng_state(state)
+    with torch.no_grad():
+        model.fc.weight.mul_(40)
+    return model
+
+
+@pytest.fixture(scope="session")
+def cat() -> torch.Tensor:
+    return photo("chelsea")

@@ -353,6 +353,20 @@ def test_options_target_by_name_layers_methods(make_explorer) -> None:
     assert w.class_index == 3 and key(w) == MapKey(2, "gradcam", "features.2", 3)
 
 
+def test_compare_mode_given_at_construction(make_explorer) -> None:
+    """compare= / compare_class= are set before the background thread starts (a change sent later can
+    race with its state updates), and the comparison is computed like one chosen in the browser."""
+    names = [f"thing {i}" for i in range(10)]
+    w = make_explorer(class_names=names, target=2, compare="class", compare_class="thing 5")
+    assert (w.class_index, w.compare, w.compare_class) == (2, "class", 5)
+    assert w.wait(30) and key(w, 1).target == 5 and key(w).target == 2
+    assert w.status == "ready" and w.compare == "class" and w.compare_class == 5
+    with pytest.raises(ValueError, match=r"compare must be one of off, method, class"):
+        make_explorer(compare="classes")
+    with pytest.raises(ValueError, match=r"no class is called 'zebra'"):
+        make_explorer(compare="class", compare_class="zebra")
+
+
 def test_every_image_kind(make_explorer, tmp_path) -> None:
     rgb = random_images(1)[0]
     path = tmp_path / "img.png"
