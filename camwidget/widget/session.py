@@ -100,6 +100,7 @@ class Entry:
     levels: bytes = b""  # the map as the browser gets it (encode_levels), encoded once
     seconds: float = 0.0
     precision: str = "fp32"
+    warnings: tuple[str, ...] = ()  # why the map carries no information (the engine's diagnostics)
     error: str = ""
     curves: dict[str, Any] | None = None  # the published curve payload without its key
     order: bytes = b""  # step_order of the map, for the browser's perturbed frames
@@ -376,7 +377,12 @@ class Session:
                 ex = self._explainer(key.layer)
                 cam = ex(self.inputs[key.image : key.image + 1], target=key.target, method=key.method)
             cam = cam[0].detach().float()
-            entry = Entry(map=cam, levels=encode_levels(cam), precision=ex.precision_used or "fp32")
+            entry = Entry(
+                map=cam,
+                levels=encode_levels(cam),
+                precision=ex.precision_used or "fp32",
+                warnings=tuple(ex.last_warnings),
+            )
             entry.seconds = time.perf_counter() - start
         except Cancelled:
             raise
@@ -450,6 +456,7 @@ class Session:
             "class_prob": prob,
             "seconds": round(entry.seconds, 4),
             "precision": entry.precision,
+            "warnings": list(entry.warnings),
         }
 
     def view(self, selection: Selection, *, running: Work | None = None, paused: bool = False) -> View:

@@ -54,7 +54,8 @@ function render({ model, el }) {
   const grid = panelGrid(onHover);
   const picker = classPicker((i) => set("class_index", i));
   const errorBox = h("div", { class: "cw-error", role: "alert", hidden: true });
-  const main = h("div", { class: "cw-main" }, h("div", { class: "cw-center" }, grid.el, errorBox), h("aside", { class: "cw-side" }, picker.el));
+  const warningBox = h("div", { class: "cw-warning", role: "status", hidden: true });
+  const main = h("div", { class: "cw-main" }, h("div", { class: "cw-center" }, grid.el, warningBox, errorBox), h("aside", { class: "cw-side" }, picker.el));
 
   const frameIns = h("canvas", { class: "cw-canvas", width: 1, height: 1, role: "img", "aria-label": "Insertion: image with the most relevant pixels inserted" });
   const frameDel = h("canvas", { class: "cw-canvas", width: 1, height: 1, role: "img", "aria-label": "Deletion: image with the most relevant pixels deleted" });
@@ -192,6 +193,10 @@ function render({ model, el }) {
       p.badge.textContent = st === "running" ? "computing…" : st === "cancelled" ? "cancelled" : "waiting…";
     }
     root.dataset.stale = String(stale[0] || stale[1]);
+    // why a shown map carries no information (all zero, numerical noise), as the engine diagnosed it
+    const notes = shown.slice(0, comparing() ? 2 : 1).flatMap((m, i) => ((m && m.warnings) || []).map((w) => (comparing() ? `${"AB"[i]}: ${w}` : w)));
+    warningBox.hidden = !notes.length;
+    warningBox.textContent = notes.join("\n");
   }
 
   function renderControls() {

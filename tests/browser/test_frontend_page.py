@@ -164,6 +164,18 @@ def test_status_error_and_cancel(page) -> None:
     assert "expected" in page.locator(".cw-error").inner_text()
 
 
+def test_a_warning_about_the_map_is_shown(page) -> None:
+    assert page.locator(".cw-warning").is_hidden()
+    page.evaluate(
+        "(w) => { const [a, b] = window.fake.state.maps;"
+        " window.fake.update({maps: [{...a, warnings: [w]}, b]}); }",
+        "the map is all zero: try another layer",
+    )
+    assert page.locator(".cw-warning").inner_text() == "the map is all zero: try another layer"
+    page.evaluate("() => window.fake.update({maps: [{...window.fake.state.maps[0], warnings: []}]})")
+    assert page.locator(".cw-warning").is_hidden()
+
+
 def test_dispose_removes_the_view(page) -> None:
     page.evaluate("window.dispose()")
     assert page.locator(".cw-root").count() == 0

@@ -439,3 +439,16 @@ def test_two_explorers_share_a_model_safely(make_explorer) -> None:
         assert key(second).method == "hirescam" and second.error == ""
         assert first.wait(30) and first.error == "" and key(first).method == method
         assert second.wait(30) and second.error == ""
+
+
+def test_a_map_without_information_says_why(make_explorer) -> None:
+    torch.manual_seed(0)
+    net = TinyNet().eval()
+    with torch.no_grad():
+        net.fc.weight.zero_()  # a zero head: every gradient is zero, as an untrained ViT's
+    w = make_explorer(net=net, curves=False)
+    assert w.wait(30) and w.status == "ready"
+    (warning,) = w.maps[0]["warnings"]
+    assert "HiResCAM map of image 0 is all zero" in warning and "head" in warning
+    w.method = "eigencam"  # class-agnostic: informative whatever the head
+    assert w.wait(30) and w.maps[0]["warnings"] == []
