@@ -54,7 +54,7 @@ def main() -> None:
         "gets wrong, resized whole to 224×224; steps 25; maps for the true class and for the prediction",
         "",
     ]
-    for model_name, (make, layer) in MODELS.items():
+    for model_name, (make, layer, channels) in MODELS.items():
         net = make()
         names = [n for n, label in SAMPLE_LABELS.items() if label is not None]
         x = torch.stack(
@@ -81,11 +81,13 @@ def main() -> None:
             metrics=["sparseness"],
             mean=net.mean,
             std=net.std,
-            iterations=50,
+            warmup=False,
+            channels=channels,
         )
         seconds = time.perf_counter() - start
         lines += [
-            f"## {model_name} at {layer or 'its default layer'}",
+            f"## {model_name} at {layer or 'its default layer'}"
+            + (f" (Score-CAM on the {channels} highest-variance maps)" if channels else ""),
             "",
             f"{len(wrong)} of {len(names)} photos wrong: {', '.join(wrong) or 'none'}. ({seconds:.0f} s)",
             "",
