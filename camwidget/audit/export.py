@@ -446,9 +446,10 @@ def write_html(report: AuditReport, data: dict[str, Any], path: str | os.PathLik
         wrong = [i for pair in data["confusion_pairs"] for i in pair["examples"][:2]][:6]
         if wrong:
             parts.append(
-                "<p class='muted'>Misclassified examples: the true class's map, then the prediction's.</p>"
+                "<p class='muted'>Misclassified examples with the map of their <b>true</b> class:</p>"
             )
             parts.append(_thumbs(report, wrong, which="true"))
+            parts.append("<p class='muted'>The same images with the map of the <b>predicted</b> class:</p>")
             parts.append(_thumbs(report, wrong, which="predicted"))
     parts.append(
         f'<p class="muted">Written by camwidget {esc(_version())} from <code>{esc(a["store"])}</code>. '
