@@ -100,7 +100,7 @@ class AuditReport:
         self._maps: np.ndarray | None = None
         self._true_maps: np.ndarray | None = None
         self._vector_cache: dict[str, np.ndarray] = {}  # "embedding", "logits": (N, D) decoded once
-        self._planes: dict[str, np.ndarray] = {}  # method -> (N, 2) embedding map
+        self._derived: dict[str, Any] = {}  # computed once: method -> (N, 2) map, "slices:k:seed" -> slices
 
     @classmethod
     def load(
@@ -178,7 +178,7 @@ class AuditReport:
         self._maps = None
         self._true_maps = None
         self._vector_cache.clear()
-        self._planes.clear()
+        self._derived.clear()
         return self
 
     def close(self) -> None:
@@ -686,7 +686,7 @@ class AuditReport:
         """
         from camwidget.audit.slices import embedding_2d
 
-        if method not in self._planes:
+        if method not in self._derived:
             positions = self._with_embedding()
             idx = self.table()["idx"][positions]
             digest = hashlib.sha1(np.ascontiguousarray(idx, dtype="<i8").tobytes()).hexdigest()
@@ -699,8 +699,8 @@ class AuditReport:
                 self._keep(key, digest, points.tobytes())
             plane = np.full((len(self.table()["idx"]), 2), np.nan, dtype=np.float32)
             plane[positions] = points
-            self._planes[method] = plane
-        return self._planes[method]
+            self._derived[method] = plane
+        return self._derived[method]
 
     def _keep(self, key: str, digest: str, value: bytes) -> None:
         """Keep a derived result in the store (through a short-lived writer when this report reads a file
@@ -759,13 +759,16 @@ class AuditReport:
         """
         from camwidget.audit.slices import find_slices
 
+        key = f"slices:{k}:{seed}"
+        if key in self._derived:  # found once per report (refresh() forgets them)
+            return list(self._derived[key])
         t = self.table()
         positions = self._with_embedding()
         usable = np.isfinite(t["label"][positions]) & np.isfinite(t["predicted"][positions])
         positions = positions[usable]
         if len(positions) == 0:
             return []
-        return find_slices(
+        found = find_slices(
             self._vectors("embedding")[positions],
             self._all_maps()[positions],
             t["label"][positions].astype(np.int64),
@@ -776,6 +779,8 @@ class AuditReport:
             regions=self.region_masks(),
             seed=seed,
         )
+        self._derived[key] = found
+        return list(found)
 
     # -- mistakes ---------------------------------------------------------------------------------------
     def confusion(self) -> pd.DataFrame:
