@@ -226,7 +226,8 @@ def _parser() -> argparse.ArgumentParser:
         type=_metrics,
         default=("energy",),
         help="comma-separated: energy (default), insertion, deletion (RISE; slow: about 2·H·W/224 "
-        "forwards an image)",
+        "forwards an image), error_understanding (for misclassified images: the true class's confidence "
+        "path with the true class's map and the prediction's; 100 forwards a mistake)",
     )
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes (default 0)")
     p.add_argument("--thumbnail", type=int, default=64, help="thumbnail side in pixels (0: none)")
