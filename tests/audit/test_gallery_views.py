@@ -57,6 +57,8 @@ def test_a_hover_is_answered_with_that_image_only(explorer, monkeypatch):
     (content, buffers), index = sent[0], int(report.table()["idx"][7])
     assert content["event"] == "thumb" and content["position"] == 7 and content["index"] == index
     assert buffers == [report.thumbnail(index)] and content["caption"].startswith(f"#{index} ")
+    gallery._on_message(gallery, {"event": "open", "position": 7}, [])  # a click on that point
+    assert gallery.selected == index and gallery.focus["index"] == index
 
 
 def test_a_lasso_selects_the_points_inside_and_filters_the_gallery(explorer):
