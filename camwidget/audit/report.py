@@ -987,23 +987,23 @@ class AuditReport:
             ["eu_true_path", "eu_true_insertion", "eu_predicted_path", "eu_predicted_insertion"]
         )
         positions = np.array([i for i, r in enumerate(rows) if r[0] is not None], dtype=np.int64)
+        steps = int(meta["steps"])
+        if len(positions) == 0:  # no mistake (or none yet): a table of zero images
+            return _no_error_understanding(steps, ranges), positions
         curves = [
             _decode_vectors([rows[i][c] for i in positions], None, "<f4") for c in range(4)
         ]  # true path, true insertion, predicted path, predicted insertion
         t = self.table()
-        kept = torch.tensor(meta["kept"], dtype=torch.float32)
         labels = torch.as_tensor(t["label"][positions].astype(np.int64)).repeat(2)
         predictions = torch.as_tensor(t["predicted"][positions].astype(np.int64)).repeat(2)
         eu = ErrorUnderstanding(
-            path=torch.from_numpy(np.concatenate([curves[0], curves[2]])).reshape(-1, len(kept)),
-            kept=kept,
-            insertion=torch.from_numpy(np.concatenate([curves[1], curves[3]])).reshape(
-                2 * len(positions), -1
-            ),
+            path=torch.from_numpy(np.concatenate([curves[0], curves[2]])),
+            kept=torch.tensor(meta["kept"], dtype=torch.float32),
+            insertion=torch.from_numpy(np.concatenate([curves[1], curves[3]])),
             labels=labels,
             predictions=predictions,
             ranges=ranges,
-            steps=len(kept) + 1,
+            steps=steps,
         )
         return eu, positions
 
@@ -1018,6 +1018,8 @@ class AuditReport:
         t = self.table()
         labels, predictions, positions = self._labelled()
         positions = positions[labels != predictions]
+        if len(positions) == 0:
+            return _no_error_understanding(25, ranges), positions
         idx = t["idx"][positions]
         x = self.inputs(idx)
         size = tuple(x.shape[-2:])
@@ -1039,6 +1041,24 @@ class AuditReport:
             ranges=ranges,
         )
         return eu, positions
+
+
+def _no_error_understanding(steps: int, ranges: tuple[float, ...]) -> Any:
+    """The error-understanding figures of no image (their summaries are NaN)."""
+    import torch
+
+    from camwidget.metrics.error_understanding import ErrorUnderstanding
+
+    empty = torch.zeros(0, dtype=torch.long)
+    return ErrorUnderstanding(
+        path=torch.zeros(0, steps - 1),
+        kept=torch.zeros(steps - 1),
+        insertion=torch.zeros(0, 2),
+        labels=empty,
+        predictions=empty,
+        ranges=ranges,
+        steps=steps,
+    )
 
 
 def _decode_maps(rows: Sequence[tuple[Any, ...]], shape: tuple[int, int]) -> np.ndarray:

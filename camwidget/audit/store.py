@@ -572,6 +572,18 @@ class AuditStore:
             self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
+def _complete_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+    """A dict-valued meta entry the target already has gains the keys only the source has (a shard whose
+    rank measured what the other had not yet, e.g. the error-understanding path's pixel shares)."""
+    theirs = json.loads(value)
+    row = conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+    ours = json.loads(row[0]) if row else None
+    if isinstance(theirs, dict) and isinstance(ours, dict) and set(theirs) - set(ours):
+        conn.execute(
+            "UPDATE meta SET value=? WHERE key=?", (json.dumps({**theirs, **ours}, sort_keys=True), key)
+        )
+
+
 def merge_stores(
     target: str | os.PathLike[str], sources: Sequence[str | os.PathLike[str]], *, remove: bool = False
 ) -> int:
@@ -614,6 +626,7 @@ def merge_stores(
             with out._write() as conn:
                 for key, value in meta_rows:
                     conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))
+                    _complete_meta(conn, key, value)
                 conn.executemany(
                     f"INSERT OR IGNORE INTO results ({cols}) VALUES ({', '.join('?' for _ in src_columns)})",
                     rows,

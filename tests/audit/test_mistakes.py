@@ -10,8 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from torch.utils.data import Dataset
 
 from camwidget.audit.report import AuditReport
+from camwidget.audit.store import AuditStore, merge_stores
 from camwidget.audit.synthetic import corner_regions
 from camwidget.engine.explainer import Explainer
 from camwidget.metrics import error_understanding
@@ -147,3 +149,40 @@ def test_a_reloaded_report_exports_without_model_or_dataset(audited, tmp_path):
     assert "<script" not in html and "http://" not in html and "https://" not in html
     for text in ("Confusion matrix", "Slices", "Error understanding", "not tested by the counterfactual"):
         assert text in html
+
+
+class Agreeing(Dataset):
+    """The images of ``data`` labelled with what ``model`` predicts: an audit without a mistake."""
+
+    def __init__(self, model, data, n=48):
+        self.images = data.images[:n]
+        with torch.no_grad():
+            self.labels = model(self.images).argmax(dim=1).tolist()
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return self.images[i], self.labels[i]
+
+
+def test_an_audit_without_mistakes_reports_zero_images(minority, tmp_path):
+    model, data = minority
+    report = run(model, Agreeing(model, data), ":memory:", metrics=("energy", "error_understanding"), **NORM)
+    for table in (report.error_understanding(), report.error_understanding(model=model)):
+        assert list(table.index) == [("all", "true"), ("all", "predicted")]
+        assert (table["images"] == 0).all() and table.drop(columns="images").isna().all().all()
+    assert report.confusion_pairs().empty and np.trace(report.confusion().to_numpy()) == 48
+    assert "No misclassified image" in report.export_html(tmp_path / "r.html").read_text("utf-8")
+
+
+def test_merged_shards_keep_what_either_measured(tmp_path):
+    settings = {"method": "hirescam", "layer": "features", "regions": {}, "metrics": ["error_understanding"]}
+    first, second = AuditStore(tmp_path / "a.sqlite"), AuditStore(tmp_path / "b.sqlite")
+    for store, meta in ((first, {"steps": 25}), (second, {"kept": [0.04, 0.08], "steps": 25})):
+        store.init_settings(settings)
+        store.set_meta("error_understanding", meta)  # rank 0 had no mistake; rank 1 measured the path
+        store.close()
+    merge_stores(tmp_path / "t.sqlite", [tmp_path / "a.sqlite", tmp_path / "b.sqlite"])
+    with AuditStore(tmp_path / "t.sqlite", readonly=True) as merged:
+        assert merged.get_meta("error_understanding") == {"kept": [0.04, 0.08], "steps": 25}
