@@ -288,7 +288,8 @@ class AuditExplorer(anywidget.AnyWidget):
             self.comparison = report.compare(compare, names=names)
             self._add_comparison_columns()
         self.slices: list[Any] = []
-        if slices and report.has_embeddings():
+        self._slices_shown = bool(slices) and report.has_embeddings()
+        if self._slices_shown:
             self.slices = report.slices()[:MAX_SLICES]
             self._add_slice_column()
         self._plane: np.ndarray | None = None  # the scatter's coordinates as the browser has them
@@ -445,7 +446,7 @@ class AuditExplorer(anywidget.AnyWidget):
         if name == "confusion":
             return bool(self.confusion.get("names"))
         if name == "slices":
-            return self.report.has_embeddings()
+            return self._slices_shown
         if name == "compare":
             return self.comparison is not None
         return True

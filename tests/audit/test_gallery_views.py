@@ -122,6 +122,16 @@ def test_the_slices_panel_and_its_filter(explorer):
     gallery.filters = []
 
 
+def test_slices_off_hides_the_slices_panel(explorer):
+    _, report = explorer
+    gallery = camwidget.AuditExplorer(report, page_size=12, slices=False)
+    try:
+        assert "slices" not in gallery.panels and "embedding" in gallery.panels
+        assert gallery.slice_list == [] and "slice" not in [c["name"] for c in gallery.columns]
+    finally:
+        gallery.close()
+
+
 def test_an_opened_mistake_shows_both_maps_and_their_paths(explorer):
     gallery, report = explorer
     df = report.to_dataframe()
