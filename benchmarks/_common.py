@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from camwidget.defaults import IMAGENET_MEAN, IMAGENET_STD
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 # pytorch-grad-cam, torchcam and their small pure dependencies, installed by run.sh with
@@ -28,8 +30,6 @@ PEERS = Path(os.environ.get("CAMWIDGET_BENCH_PEERS", HERE / ".venv-bench" / "pee
 # timings depend on what ran earlier in the process.
 ALLOCATOR_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 SEED = 0
 
 

@@ -4,7 +4,8 @@ Public API (imported lazily, so ``import camwidget`` stays cheap):
 
 - :func:`explain`, :class:`Explainer`, :data:`METHODS`, :func:`candidate_layers` -- the explainer engine.
 - :mod:`camwidget.metrics` -- insertion/deletion, Average Drop/Increase/Gain, sanity checks, localisation.
-- :class:`CamExplorer`, :func:`show` -- the notebook widget and its static matplotlib counterpart.
+- :class:`CamExplorer`, :func:`show` -- the notebook widget and its static matplotlib counterpart;
+  :func:`export_html` saves either as one offline HTML file.
 - :func:`audit`, :class:`AuditReport`, :class:`AuditExplorer` -- dataset-bias audits.
 - ``%load_ext camwidget`` registers the ``%cam`` line magic.
 """
@@ -23,6 +24,7 @@ _LAZY = {
     "METHODS": "camwidget.methods.registry",
     "CamExplorer": "camwidget.widget.explorer",
     "show": "camwidget.widget.figure",
+    "export_html": "camwidget.widget.export",
     "audit": "camwidget.audit.run",
     "AuditReport": "camwidget.audit.report",
     "AuditExplorer": "camwidget.audit.gallery",
@@ -38,6 +40,7 @@ __all__ = [
     "audit",
     "candidate_layers",
     "explain",
+    "export_html",
     "load_ipython_extension",
     "show",
 ]
@@ -50,6 +53,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from camwidget.engine.layers import candidate_layers
     from camwidget.methods.registry import METHODS
     from camwidget.widget.explorer import CamExplorer
+    from camwidget.widget.export import export_html
     from camwidget.widget.figure import show
 
 

@@ -110,22 +110,21 @@ def _lookup(user_ns: dict[str, Any], expr: str, what: str) -> Any:
 
 
 def _resolve_target(target: str, class_names: Any) -> int | str:
-    """``"281"`` -> 281; a class name -> its index when class names are known, else the name as given."""
+    """``"281"`` -> 281; a class name -> its index when class names are known (:class:`ClassNames` finds it),
+    else the name as given."""
     try:
         return int(target)
     except ValueError:
         pass
     if class_names is None:
         return target
-    names = [str(n) for n in class_names]
-    if target in names:
+    from camwidget.class_names import ClassNames
+
+    names = ClassNames([str(n) for n in class_names], len(class_names))
+    try:
         return names.index(target)
-    lowered = [n.lower() for n in names]
-    if target.lower() in lowered:
-        return lowered.index(target.lower())
-    close = difflib.get_close_matches(target, names, n=3)
-    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-    raise _usage_error(f"unknown class {target!r}{hint} (give a class name or an index 0..{len(names) - 1})")
+    except ValueError as exc:
+        raise _usage_error(f"{exc} (give a class name or an index 0..{len(names) - 1})") from None
 
 
 def cam_magic(line: str, user_ns: dict[str, Any]) -> Any:

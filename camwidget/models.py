@@ -33,6 +33,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from camwidget.defaults import IMAGENET_MEAN, IMAGENET_STD, imagenet_class_names, imagenet_transform
+
 __all__ = [
     "CAFFE_BGR_MEAN",
     "EFFICIENTNET_LITE0_SHA256",
@@ -47,10 +49,6 @@ __all__ = [
     "squeezenet1_1_imagenet",
 ]
 
-#: Per-channel ImageNet mean of RGB pixels in [0, 1] (the torchvision convention).
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-#: Per-channel ImageNet standard deviation of RGB pixels in [0, 1] (the torchvision convention).
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 #: Mean pixel (B, G, R order, 0-255 scale) subtracted by the Caffe SqueezeNet 1.1 ``train_val`` data layer.
 CAFFE_BGR_MEAN: tuple[float, float, float] = (104.0, 117.0, 123.0)
 
@@ -94,39 +92,6 @@ class WeightsChecksumError(ValueError):
 
 # --------------------------------------------------------------------------------------------------
 # shared helpers
-
-
-def imagenet_class_names() -> list[str]:
-    """The 1000 ImageNet-1k class names in the standard (sorted WordNet id) order; no download."""
-    from torchvision.models import ResNet18_Weights
-
-    return list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
-
-
-def _to_rgb(image: Any) -> Any:
-    return image.convert("RGB") if hasattr(image, "convert") else image
-
-
-def imagenet_transform(
-    mean: tuple[float, float, float] = IMAGENET_MEAN, std: tuple[float, float, float] = IMAGENET_STD
-) -> Callable[[Any], torch.Tensor]:
-    """Standard ImageNet evaluation preprocessing.
-
-    Returns a callable mapping a PIL image (any mode; converted to RGB) to a ``(3, 224, 224)`` float32
-    tensor: resize the short side to 256 (bilinear), centre crop 224x224, scale to [0, 1], then
-    ``(x - mean) / std`` per channel.
-    """
-    from torchvision import transforms as T
-
-    return T.Compose(
-        [
-            T.Lambda(_to_rgb),
-            T.Resize(256),
-            T.CenterCrop(224),
-            T.ToTensor(),
-            T.Normalize(mean, std),
-        ]
-    )
 
 
 def _package_dir(module: str) -> Path:

@@ -34,6 +34,6 @@ for (const [js, css, name] of bundles) {
     ...common,
     entryPoints: [css],
     outfile: path.join(outdir, `${name}.css`),
-    target: ["chrome100", "firefox100", "safari15"],
+    target: ["chrome105", "firefox110", "safari16"], // container queries (widget.css)
   });
 }

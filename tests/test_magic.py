@@ -82,7 +82,7 @@ def test_pretrained_is_unpacked(shell, ns, monkeypatch):
     [
         ("modle image", "name 'modle' is not defined in the notebook; did you mean 'model'?"),
         ("model imgae", "did you mean 'image'?"),
-        ("model image --class 'tigr cat' --class-names names", "unknown class 'tigr cat'; did you mean"),
+        ("model image --class 'tigr cat' --class-names names", "no class is called 'tigr cat'. Did you mean"),
         ("names image", "'names' is a list, not a torch.nn.Module"),
         ("model", "the following arguments are required: image"),
         ("model image --colour red", "unrecognized arguments: --colour"),

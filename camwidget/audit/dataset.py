@@ -30,10 +30,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-__all__ = ["Batch", "Failed", "Item", "LoaderSpec", "normalisation_of", "resolve_dataset"]
+from camwidget.defaults import IMAGENET_MEAN, IMAGENET_STD, imagenet_transform
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = ["Batch", "Failed", "Item", "LoaderSpec", "normalisation_of", "resolve_dataset"]
 
 
 @dataclass
@@ -88,17 +87,8 @@ def _type_name(obj: Any) -> str:
 
 
 def default_folder_transform() -> Callable[[Any], torch.Tensor]:
-    """The standard ImageNet evaluation transform: resize 256, centre crop 224, to tensor, normalise."""
-    from torchvision import transforms
-
-    return transforms.Compose(
-        [
-            transforms.Resize(256),
-            transforms.CenterCrop(224),
-            transforms.ToTensor(),
-            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        ]
-    )
+    """The standard ImageNet evaluation transform (:func:`camwidget.defaults.imagenet_transform`)."""
+    return imagenet_transform()
 
 
 def normalisation_of(transform: Any) -> tuple[tuple[float, ...], tuple[float, ...]] | None:

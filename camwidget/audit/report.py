@@ -1,6 +1,6 @@
 """``AuditReport``: read an audit store back, and find where a model looks for each class.
 
-Tables come back as pandas DataFrames (``pip install pandas``), indexed by the dataset index. Maps come
+Tables come back as pandas DataFrames, indexed by the dataset index. Maps come
 back as numpy arrays at the explained layer's resolution. The audited inputs themselves (the dataset
 items after the audit's transform) come back from :meth:`AuditReport.inputs` when the report knows the
 dataset; shortcut findings (:mod:`camwidget.audit.shortcuts`) and their counterfactual test
@@ -49,10 +49,8 @@ _SCALARS = (
 
 
 def _pandas() -> Any:
-    try:
-        import pandas as pd
-    except ImportError as exc:  # pragma: no cover - pandas is in the dev/demo environments
-        raise ImportError("AuditReport tables need pandas: pip install pandas") from exc
+    import pandas as pd  # a dependency; imported when a table is made, so `import camwidget` stays cheap
+
     return pd
 
 

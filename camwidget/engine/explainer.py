@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from camwidget.defaults import IMAGENET_MEAN, IMAGENET_STD
 from camwidget.engine.batching import Cancelled, model_device
 from camwidget.engine.context import MethodContext
 from camwidget.engine.diagnostics import MapWarning, diagnose
@@ -42,9 +43,6 @@ from camwidget.methods.registry import get_method, method_options
 from camwidget.targets import ClassIndex, as_logits, as_target, check_scores
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Cancelled", "Explainer", "explain"]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class Explainer:

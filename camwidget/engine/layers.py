@@ -1,19 +1,38 @@
-"""Which layers can be explained: discovery in forward order, the default choice, name <-> module."""
+"""Which layers can be explained: discovery in forward order, the default choice, name <-> module.
+
+:class:`LayerCatalog` owns layer naming (canonical names, aliases, the default-layer rule); the functions
+:func:`candidate_layers` and :func:`default_layer` are its one-call forms.
+"""
 
 from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from camwidget.engine.batching import model_device
 from camwidget.engine.hooks import preserved_state
 from camwidget.engine.tokens import to_grid, transformer_layer
+from camwidget.engine.validation import model_dtype
 
-__all__ = ["LayerInfo", "candidate_layers", "default_layer", "layer_name", "resolve_layer", "split_entry"]
+__all__ = [
+    "LayerCatalog",
+    "LayerInfo",
+    "NoSpatialLayerError",
+    "candidate_layers",
+    "default_layer",
+    "layer_name",
+    "resolve_layer",
+    "split_entry",
+]
+
+
+class NoSpatialLayerError(ValueError):
+    """The model has no layer with a spatial (N, C, h, w) output, so there is nothing to explain."""
 
 
 @dataclass(frozen=True)
@@ -37,45 +56,25 @@ class LayerInfo:
         return f"{self.name} ({'×'.join(str(s) for s in self.shape)})"
 
 
-def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
-    for t in model.parameters():
-        return t.device, (t.dtype if t.is_floating_point() else torch.float32)
-    for t in model.buffers():
-        return t.device, (t.dtype if t.is_floating_point() else torch.float32)
-    return torch.device("cpu"), torch.float32
-
-
 def _is_container(module: nn.Module) -> bool:
     return next(module.children(), None) is not None
 
 
-def candidate_layers(
+def _zeros_input(model: nn.Module) -> torch.Tensor:
+    """A (1, 3, 224, 224) zero tensor on the model's device, in its dtype."""
+    return torch.zeros(1, 3, 224, 224, device=model_device(model), dtype=model_dtype(model) or torch.float32)
+
+
+def _survey(
     model: nn.Module,
-    example_input: torch.Tensor | None = None,
-    *,
-    reshape_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-) -> list[LayerInfo]:
-    """The layers whose output is a spatial map (N, C, h, w with h·w > 1), in forward order.
-
-    Runs one forward pass of ``example_input`` (default: a (1, 3, 224, 224) zero tensor on the model's
-    device and dtype) with temporary hooks on every submodule, then removes them; the model comes back
-    in its own train/eval mode. Modules that return the same tensor (a block and its last ``ReLU``) are
-    listed once: under the deepest block (a module with children) of the group, the others as aliases.
-
-    Args:
-        model: the classifier.
-        example_input: (N, 3, H, W) input, preprocessed as the model expects.
-        reshape_transform: turns a token layer's output (N, T, C) into (N, C, h, w); with it, token layers
-            become candidates too.
-
-    Returns:
-        ``LayerInfo`` list in the order the layers finish computing during the forward pass.
-    """
+    example_input: torch.Tensor | None,
+    reshape_transform: Callable[[torch.Tensor], torch.Tensor] | None,
+) -> tuple[list[LayerInfo], object]:
+    """One forward pass with temporary hooks on every submodule: the spatial layers and the model output."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if example_input is None:
-        device, dtype = _model_device_dtype(model)
-        example_input = torch.zeros(1, 3, 224, 224, device=device, dtype=dtype)
+        example_input = _zeros_input(model)
     records: list[tuple[str, torch.Tensor]] = []
     names = {m: n for n, m in model.named_modules() if n}
 
@@ -91,7 +90,7 @@ def candidate_layers(
     with preserved_state(model), torch.no_grad():
         handles = [m.register_forward_hook(hook) for m in names]
         try:
-            model(example_input)
+            output = model(example_input)
         finally:
             for h in handles:
                 h.remove()
@@ -129,36 +128,169 @@ def candidate_layers(
         containers = [n for n in members if n in modules and _is_container(modules[n])]
         chosen = max(containers, key=lambda n: n.count(".")) if containers else members[-1]
         infos.append(LayerInfo(chosen, shapes[key], tuple(n for n in members if n != chosen)))
-    return infos
+    return infos, output
+
+
+def candidate_layers(
+    model: nn.Module,
+    example_input: torch.Tensor | None = None,
+    *,
+    reshape_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> list[LayerInfo]:
+    """The layers whose output is a spatial map (N, C, h, w with h·w > 1), in forward order.
+
+    Runs one forward pass of ``example_input`` (default: a (1, 3, 224, 224) zero tensor on the model's
+    device and dtype) with temporary hooks on every submodule, then removes them; the model comes back
+    in its own train/eval mode. Modules that return the same tensor (a block and its last ``ReLU``) are
+    listed once: under the deepest block (a module with children) of the group, the others as aliases.
+
+    Args:
+        model: the classifier.
+        example_input: (N, 3, H, W) input, preprocessed as the model expects.
+        reshape_transform: turns a token layer's output (N, T, C) into (N, C, h, w); with it, token layers
+            become candidates too.
+
+    Returns:
+        ``LayerInfo`` list in the order the layers finish computing during the forward pass.
+    """
+    return _survey(model, example_input, reshape_transform)[0]
+
+
+@dataclass(frozen=True)
+class LayerCatalog:
+    """The one owner of layer naming for a model: canonical names, their aliases, the default layer.
+
+    Built from one forward pass (:meth:`of`). Every part of camwidget that names layers asks it: the
+    Explainer's default layer (through :func:`default_layer`), the widget's layer selector and its trait
+    validation, the audit. A name is *canonical* when it is a :class:`LayerInfo`'s ``name``; any alias
+    (another module returning the very same tensor, e.g. ResNet's ``layer4`` for ``layer4.1``, or the last
+    ``ReLU`` of a ``Sequential``) resolves to it.
+
+    Attributes:
+        layers: the explainable layers, in forward order.
+        default: the canonical name of the default layer: for a vision transformer (ViT, DeiT, Swin) the
+            last block's first normalisation (:func:`~camwidget.engine.tokens.transformer_layer`); else
+            the last spatial layer before global pooling, passing over class-score maps (a layer with one
+            channel per class, as SqueezeNet's classifier) when an earlier feature layer exists.
+        model_name: the model's class name, for messages.
+    """
+
+    layers: tuple[LayerInfo, ...]
+    default: str
+    model_name: str = "model"
+    _by_name: dict[str, LayerInfo] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.layers:
+            raise NoSpatialLayerError(
+                f"{self.model_name} has no layer with a spatial (N, C, h, w) output to explain; "
+                "for token models with non-square grids pass a reshape_transform and an explicit layer"
+            )
+        table: dict[str, LayerInfo] = {}
+        object.__setattr__(self, "_by_name", table)
+        for info in self.layers:
+            table[info.name] = info
+        for info in self.layers:
+            for alias in info.aliases:
+                table.setdefault(alias, info)
+        if self.default not in {i.name for i in self.layers}:
+            raise ValueError(f"default layer {self.default!r} is not one of the catalog's layers")
+
+    @classmethod
+    def of(
+        cls,
+        model: nn.Module,
+        example_input: torch.Tensor | None = None,
+        *,
+        reshape_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> LayerCatalog:
+        """Survey ``model`` with one forward pass of ``example_input`` (default: a (1, 3, 224, 224) zero
+        tensor on the model's device; the model is left exactly as it came), and a second one over its
+        normalisation layers only when it has two or more (a transformer's default layer).
+
+        Raises:
+            NoSpatialLayerError: the model has no spatial layer (a ``ValueError``).
+        """
+        if example_input is None:
+            example_input = _zeros_input(model)
+        infos, output = _survey(model, example_input, reshape_transform)
+        name = type(model).__name__
+        if not infos:
+            return cls((), "", name)  # raises the no-spatial-layer error
+        catalog = cls(tuple(infos), infos[-1].name, name)
+        if reshape_transform is None:
+            with preserved_state(model):
+                transformer = transformer_layer(model, example_input)
+            if transformer is not None and transformer in catalog:
+                return cls(catalog.layers, catalog.canonical(transformer), name)
+        num_classes = _class_count(output)
+        features = [i for i in infos if i.shape[0] != num_classes]
+        return cls(catalog.layers, (features or infos)[-1].name, name)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The canonical names, in forward order."""
+        return tuple(i.name for i in self.layers)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self._by_name
+
+    def __iter__(self) -> Iterator[LayerInfo]:
+        return iter(self.layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def canonical(self, name: str) -> str:
+        """The canonical name for ``name`` (itself or an alias).
+
+        Raises:
+            TypeError: ``name`` is not a string.
+            ValueError: no such layer here; the message lists close matches and the candidates.
+        """
+        return self.info(name).name
+
+    def info(self, name: str) -> LayerInfo:
+        """The :class:`LayerInfo` named ``name`` or one of its aliases (errors as :meth:`canonical`)."""
+        if not isinstance(name, str):
+            raise TypeError(f"layer must be a module name (str), got {type(name).__name__}")
+        found = self._by_name.get(name)
+        if found is None:
+            close = difflib.get_close_matches(name, list(self._by_name), n=4)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ValueError(
+                f"layer {name!r} is not a spatial layer of {self.model_name}{hint} "
+                f"candidates: {', '.join(self.names)}"
+            )
+        return found
+
+    def restrict(self, names: Iterable[str]) -> LayerCatalog:
+        """A catalog of only ``names`` (canonicalised, duplicates dropped, in the order given). Its default
+        is this catalog's default when kept, else the last layer kept.
+
+        Raises:
+            ValueError: an unknown name (see :meth:`canonical`), or no name at all.
+        """
+        kept: list[LayerInfo] = []
+        for name in names:
+            info = self.info(name)
+            if info not in kept:
+                kept.append(info)
+        if not kept:
+            raise ValueError(f"no layer chosen; pass some of {', '.join(self.names)}")
+        default = self.default if any(i.name == self.default for i in kept) else kept[-1].name
+        return LayerCatalog(tuple(kept), default, self.model_name)
 
 
 def default_layer(model: nn.Module, example_input: torch.Tensor | None = None, **kwargs: object) -> str:
-    """Name of the last spatial layer before global pooling.
+    """Name of the last spatial layer before global pooling: :attr:`LayerCatalog.default`.
 
     Layers that produce one channel per output class (SqueezeNet's convolutional classifier) are class
     score maps rather than features, and are passed over when an earlier feature layer exists. For a
     vision transformer (ViT, DeiT, Swin), the last block's first normalisation
     (:func:`~camwidget.engine.tokens.transformer_layer`).
     """
-    if example_input is None:
-        device, dtype = _model_device_dtype(model)
-        example_input = torch.zeros(1, 3, 224, 224, device=device, dtype=dtype)
-    if kwargs.get("reshape_transform") is None:
-        with preserved_state(model):
-            transformer = transformer_layer(model, example_input)
-        if transformer is not None:
-            return transformer
-    infos = candidate_layers(model, example_input, **kwargs)  # type: ignore[arg-type]
-    if not infos:
-        raise ValueError(
-            f"{type(model).__name__} has no layer with a spatial (N, C, h, w) output; "
-            "for token models with non-square grids pass a reshape_transform and an explicit layer"
-        )
-    with preserved_state(model), torch.no_grad():
-        out = model(example_input)
-    num_classes = _class_count(out)
-    features = [i for i in infos if i.shape[0] != num_classes]
-    return (features or infos)[-1].name
+    return LayerCatalog.of(model, example_input, **kwargs).default  # type: ignore[arg-type]
 
 
 def _class_count(output: object) -> int:

@@ -8,7 +8,6 @@ the insertion/deletion pixel order as ``uint16`` step numbers (H, W).
 from __future__ import annotations
 
 import io
-import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,10 +17,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from camwidget.defaults import IMAGENET_MEAN, IMAGENET_STD, imagenet_transform
+from camwidget.metrics.insertion_deletion import saliency_ranks
+
 __all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "default_preprocess",
+    "blend",
+    "colorize",
     "encode_levels",
     "load_images",
     "png_bytes",
@@ -30,34 +31,7 @@ __all__ = [
     "to_display",
 ]
 
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-
 Preprocess = Callable[[Image.Image], torch.Tensor]
-
-
-def default_preprocess(
-    mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
-) -> Preprocess:
-    """Standard ImageNet evaluation preprocessing: RGB, resize 256, centre crop 224, scale, normalise.
-
-    Args:
-        mean, std: per-channel normalisation applied after scaling pixels to [0, 1].
-
-    Returns:
-        A callable mapping a PIL image to a (3, 224, 224) float32 tensor.
-    """
-    from torchvision import transforms as T
-
-    return T.Compose(
-        [
-            T.Lambda(lambda im: im.convert("RGB")),
-            T.Resize(256),
-            T.CenterCrop(224),
-            T.ToTensor(),
-            T.Normalize(tuple(mean), tuple(std)),
-        ]
-    )
 
 
 def _describe(obj: Any) -> str:
@@ -145,7 +119,8 @@ def load_images(
     Args:
         images: a PIL image, a file path, an (H, W, 3) uint8/float numpy array, a (3, H, W) or
             (N, 3, H, W) float tensor that is *already preprocessed*, or a list of any of these.
-        preprocess: PIL image -> (3, H, W) float tensor; default :func:`default_preprocess`.
+        preprocess: PIL image -> (3, H, W) float tensor; default
+            :func:`camwidget.defaults.imagenet_transform` with ``mean``/``std``.
         mean, std: the normalisation inside ``preprocess``, undone for display.
 
     Returns:
@@ -156,7 +131,7 @@ def load_images(
         TypeError, ValueError, FileNotFoundError: with what was wrong with which image.
     """
     items = _items(images)
-    prep = preprocess or default_preprocess(mean, std)
+    prep = preprocess or imagenet_transform(mean, std)
     tensors = []
     for i, item in enumerate(items):
         where = f"image {i}" if len(items) > 1 else "image"
@@ -215,30 +190,28 @@ def to_display(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> 
     return rgb.permute(1, 2, 0).contiguous().numpy()
 
 
-def encode_levels(cam: torch.Tensor | np.ndarray) -> bytes:
-    """(H, W) map in [0, 1] -> H*W uint8 levels (NaN -> 0)."""
-    arr = cam.detach().float().cpu().numpy() if isinstance(cam, torch.Tensor) else np.asarray(cam)
-    arr = np.nan_to_num(arr.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
-    return np.clip(np.rint(arr * 255), 0, 255).astype(np.uint8).tobytes()
+def encode_levels(cam: torch.Tensor) -> bytes:
+    """(H, W) map in [0, 1] -> H*W uint8 levels, 0 = no relevance, 255 = the maximum (NaN -> 0).
 
-
-def step_order(cam: torch.Tensor | np.ndarray, step: int) -> bytes:
-    """For each pixel, the insertion/deletion step at which it is perturbed (1..n).
-
-    Mirrors :func:`camwidget.metrics.insertion_deletion`: pixels ranked by decreasing relevance (ties
-    keep raster order: a stable sort); step s perturbs the pixels of rank < s * ``step``, so the pixel
-    of rank r is perturbed from step r // step + 1 on. Returned as little-endian uint16 (H*W).
+    This is the only form a map reaches the browser in (the colormap is applied there).
     """
-    t = cam if isinstance(cam, torch.Tensor) else torch.from_numpy(np.asarray(cam))
-    flat = torch.nan_to_num(t.detach().float().cpu().flatten(), nan=0.0)
-    n = flat.numel()
+    levels = torch.nan_to_num(cam.detach().float(), nan=0.0, posinf=1.0, neginf=0.0)
+    return levels.mul(255).round().clamp(0, 255).to(torch.uint8).cpu().numpy().tobytes()
+
+
+def step_order(cam: torch.Tensor, step: int) -> bytes:
+    """For each pixel of an (H, W) map, the insertion/deletion step at which it is perturbed (1..n).
+
+    The pixel of saliency rank r (:func:`camwidget.metrics.insertion_deletion.saliency_ranks`, the order
+    the metric perturbs pixels in) is perturbed from step r // ``step`` + 1 on. Returned as H*W
+    little-endian uint16 (at most 65535 steps).
+    """
     step = max(1, int(step))
-    if math.ceil(n / step) > 65535:
-        raise ValueError(f"too many insertion/deletion steps ({math.ceil(n / step)}) for uint16 step numbers")
-    order = torch.sort(flat, descending=True, stable=True).indices
-    rank = torch.empty(n, dtype=torch.long)
-    rank[order] = torch.arange(n)
-    return (rank // step + 1).numpy().astype("<u2").tobytes()
+    ranks = saliency_ranks(torch.nan_to_num(cam.detach().float(), nan=0.0)[None])[0]
+    steps = (ranks // step + 1).flatten()
+    if int(steps.max()) > 65535:
+        raise ValueError(f"too many insertion/deletion steps ({int(steps.max())}) for uint16 step numbers")
+    return steps.cpu().numpy().astype("<u2").tobytes()
 
 
 def thumbnails(display: np.ndarray, size: int = 64) -> bytes:

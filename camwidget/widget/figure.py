@@ -11,9 +11,13 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
+from camwidget.class_names import ClassNames
+from camwidget.defaults import IMAGENET_MEAN, IMAGENET_STD
+from camwidget.engine.explainer import Explainer
+from camwidget.methods.registry import get_method
 from camwidget.metrics.insertion_deletion import insertion_deletion
-from camwidget.widget.codecs import IMAGENET_MEAN, IMAGENET_STD, blend, encode_levels, load_images
-from camwidget.widget.explorer import COLORMAPS, METHOD_LABELS, CamExplorer
+from camwidget.widget.codecs import blend, load_images
+from camwidget.widget.explorer import COLORMAPS
 
 __all__ = ["show"]
 
@@ -47,7 +51,7 @@ def show(
         class_names: names of the K classes (default ImageNet's when K == 1000).
         preprocess, mean, std: as for :class:`~camwidget.CamExplorer`.
         colormap: "viridis", "jet", "inferno" or "gray". opacity: overlay opacity in [0, 1].
-        curves: add the insertion/deletion curves row (needs :mod:`camwidget.metrics`).
+        curves: add the insertion/deletion curves row.
         curve_steps: number of insertion/deletion steps.
         figsize: matplotlib figure size in inches; default fits the panels.
 
@@ -57,15 +61,13 @@ def show(
     Raises:
         ValueError, TypeError: a bad image, method, layer, class or colormap (the message says which).
     """
-    from camwidget.engine.explainer import Explainer
-
     if colormap not in COLORMAPS:
         raise ValueError(f"colormap must be one of {', '.join(COLORMAPS)}; got {colormap!r}")
     if not 0.0 <= float(opacity) <= 1.0:
         raise ValueError(f"opacity must lie in [0, 1]; got {opacity}")
     if isinstance(methods, str):
         methods = (methods,)
-    names_m = [CamExplorer._check_method(m) for m in methods]
+    names_m = [get_method(m).name for m in methods]
     if not names_m:
         raise ValueError("methods is empty: pass at least one method name")
     inputs, display = load_images(image, preprocess, mean, std)
@@ -79,22 +81,18 @@ def show(
             probs = torch.softmax(ex.predict(x).float(), dim=1)[0].cpu().numpy()
         except Exception as exc:
             raise ValueError(f"the model failed on the image (input shape {tuple(x.shape)}): {exc}") from exc
-        k = probs.shape[0]
-        names = list(class_names) if class_names is not None else CamExplorer._default_class_names(k)
-        if len(names) != k:
-            raise ValueError(f"class_names has {len(names)} entries but the model outputs {k} classes")
-        cls = int(np.argmax(probs)) if target is None else CamExplorer._resolve_class(target, names)
+        names = ClassNames(class_names, probs.shape[0])
+        cls = int(np.argmax(probs)) if target is None else names.index(target)
         maps = {m: ex(x, target=cls, method=m)[0].detach().float().cpu().numpy() for m in names_m}
         layer_name = ex.layer_name
 
-    metric = insertion_deletion if curves else None
     results = {}
-    if metric is not None:
+    if curves:
         h, w = rgb.shape[:2]
         step = max(1, math.ceil(h * w / max(2, int(curve_steps))))
         for m, cam in maps.items():
-            out = metric(model, x, torch.from_numpy(cam)[None], target=[cls], step=step, mean=mean, std=std)
-            results[m] = out
+            cam_t = torch.from_numpy(cam)[None]
+            results[m] = insertion_deletion(model, x, cam_t, target=[cls], step=step, mean=mean, std=std)
 
     n = len(names_m)
     cols = n + 1
@@ -108,11 +106,11 @@ def show(
     ax.axis("off")
     image_artist = None
     for i, m in enumerate(names_m):
-        levels = np.frombuffer(encode_levels(maps[m]), dtype=np.uint8).reshape(maps[m].shape)
+        levels = np.clip(np.rint(maps[m] * 255), 0, 255).astype(np.uint8)
         ax = fig.add_subplot(grid[0, 2 * (i + 1) : 2 * (i + 2)])
         ax.imshow(blend(rgb, levels, colormap, float(opacity)))
         image_artist = ax.imshow(maps[m], cmap=colormap, vmin=0, vmax=1, alpha=0.0)
-        ax.set_title(f"{METHOD_LABELS.get(m, m)}", fontsize=9)
+        ax.set_title(get_method(m).label, fontsize=9)
         ax.axis("off")
     if image_artist is not None:
         bar = fig.colorbar(image_artist, ax=fig.axes[1:], shrink=0.8, pad=0.01, aspect=25)
@@ -125,7 +123,7 @@ def show(
         ax_d = fig.add_subplot(grid[1, half:], sharey=ax_i)
         for m, out in results.items():
             f = out.fractions.detach().cpu().numpy()
-            label = METHOD_LABELS.get(m, m)
+            label = get_method(m).label
             ax_i.plot(
                 f,
                 out.insertion[0].detach().cpu().numpy(),

@@ -1,9 +1,9 @@
 """A single background thread that keeps computing whatever the widget currently needs.
 
-The widget does not queue jobs: it exposes a *planner* that, asked at any time, names the most
-important missing result for the current selection (or None). The worker thread asks, runs that task,
-asks again, and sleeps when the planner has nothing left. A change of selection just wakes the thread
-(and may cancel the running task when it is no longer wanted), so stale requests never pile up.
+The widget does not queue jobs: it gives the worker a *planner* that, asked at any time, names the most
+important missing result for the current selection (or None), and a *runner* that computes it. The thread
+asks, runs, asks again, and sleeps when the planner has nothing left. A change of selection just wakes the
+thread (and may cancel the running job when it is no longer wanted), so stale requests never pile up.
 """
 
 from __future__ import annotations
@@ -12,39 +12,21 @@ import atexit
 import threading
 import time
 import weakref
-from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Generic, Protocol, TypeVar
 
-__all__ = ["BackgroundWorker", "Task"]
-
-
-@dataclass
-class Task:
-    """One unit of background work.
-
-    Attributes:
-        kind: what it computes ("predict", "map", "preview", "curves").
-        key: the cache key of its result.
-        label: shown in the widget while it runs ("Score-CAM · layer4").
-        run: called in the worker thread with the task itself.
-        slow: whether it takes many forward passes (cancellable through its progress callback).
-    """
-
-    kind: str
-    key: Hashable
-    label: str
-    run: Callable[[Task], None]
-    slow: bool = False
-    cancelled: threading.Event = field(default_factory=threading.Event)
-    started: float = 0.0
-
-    def cancel(self) -> None:
-        """Ask the task to stop at its next progress report."""
-        self.cancelled.set()
+__all__ = ["BackgroundWorker", "Job"]
 
 
-_LIVE_WORKERS: weakref.WeakSet[BackgroundWorker] = weakref.WeakSet()
+class Job(Protocol):
+    """What the worker needs of a unit of work: a way to ask it to stop."""
+
+    def cancel(self) -> None: ...
+
+
+J = TypeVar("J", bound=Job)
+
+_LIVE_WORKERS: weakref.WeakSet[BackgroundWorker[Any]] = weakref.WeakSet()
 
 
 @atexit.register
@@ -55,42 +37,49 @@ def _close_live_workers() -> None:
         worker.close(timeout=5.0)
 
 
-class BackgroundWorker:
-    """Runs ``planner()``'s tasks one after the other in a daemon thread.
+def _weak(fn: Callable[..., Any]) -> Callable[[], Callable[..., Any] | None]:
+    return weakref.WeakMethod(fn) if hasattr(fn, "__self__") else (lambda: fn)  # type: ignore[arg-type]
+
+
+class BackgroundWorker(Generic[J]):
+    """Runs ``plan()``'s jobs one after the other, each with ``run(job)``, in a daemon thread.
 
     Args:
-        planner: returns the next :class:`Task` to run, or None when everything needed is done. It is
-            called in the worker thread.
-        on_idle: called in the worker thread each time the planner runs dry.
-        on_crash: called with the exception if the planner itself raises (the worker then idles).
+        plan: returns the next job, or None when everything needed is done (called in the thread).
+        run: computes one job (called in the thread; reports its own errors).
+        on_idle: called in the thread each time the planner runs dry.
+        on_crash: called with the exception if ``plan``/``run``/``on_idle`` raise (the worker then idles).
         name: the thread's name.
 
-    The thread holds only weak references to the callbacks' owner, so a forgotten widget can be
-    garbage collected; :meth:`close` stops the thread explicitly.
+    The thread holds only weak references to the callbacks' owner, and stops when the owner is garbage
+    collected; :meth:`close` stops it explicitly.
     """
 
     def __init__(
         self,
-        planner: Callable[[], Task | None],
+        plan: Callable[[], J | None],
+        run: Callable[[J], None],
         on_idle: Callable[[], None],
         on_crash: Callable[[BaseException], None],
         name: str = "camwidget-worker",
     ) -> None:
-        self._planner = weakref.WeakMethod(planner) if hasattr(planner, "__self__") else lambda: planner
-        self._on_idle = weakref.WeakMethod(on_idle) if hasattr(on_idle, "__self__") else lambda: on_idle
-        self._on_crash = weakref.WeakMethod(on_crash) if hasattr(on_crash, "__self__") else lambda: on_crash
+        self._plan, self._run = _weak(plan), _weak(run)
+        self._on_idle, self._on_crash = _weak(on_idle), _weak(on_crash)
         self._cond = threading.Condition()
         self._dirty = False
         self._idle = True
         self._closed = False
-        self._current: Task | None = None
+        self._current: J | None = None
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
+        owner = getattr(plan, "__self__", None)
+        if owner is not None:  # the owner forgotten: let the thread end (no join from a finaliser)
+            weakref.finalize(owner, self._stop)
         _LIVE_WORKERS.add(self)
 
     @property
-    def current(self) -> Task | None:
-        """The task running now, if any."""
+    def current(self) -> J | None:
+        """The job running now, if any."""
         return self._current
 
     @property
@@ -99,7 +88,7 @@ class BackgroundWorker:
         return self._thread.is_alive()
 
     def wake(self) -> None:
-        """Something changed: ask the planner again as soon as the current task ends."""
+        """Something changed: ask the planner again as soon as the current job ends."""
         with self._cond:
             self._dirty = True
             self._idle = False
@@ -117,16 +106,19 @@ class BackgroundWorker:
             return True
 
     def close(self, timeout: float = 5.0) -> None:
-        """Cancel the running task and stop the thread."""
+        """Cancel the running job and stop the thread (waiting up to ``timeout`` seconds for it)."""
+        self._stop()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    def _stop(self) -> None:
         with self._cond:
             self._closed = True
             if self._current is not None:
                 self._current.cancel()
             self._cond.notify_all()
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout)
 
-    def _call(self, ref: Any, *args: Any) -> Any:
+    def _call(self, ref: Callable[[], Callable[..., Any] | None], *args: Any) -> Any:
         fn = ref()
         if fn is None:  # the owner is gone
             with self._cond:
@@ -144,30 +136,22 @@ class BackgroundWorker:
                     self._cond.notify_all()
                     return
                 self._dirty = False
-            while not self._closed:
-                try:
-                    task = self._call(self._planner)
-                except Exception as exc:  # a bug in the planner must not kill the thread
-                    self._call(self._on_crash, exc)
-                    task = None
-                if task is None:
-                    break
-                with self._cond:
-                    self._current = task
-                task.started = time.perf_counter()
-                try:
-                    task.run(task)
-                except Exception as exc:  # run() reports its own errors; this is a last resort
-                    self._call(self._on_crash, exc)
-                finally:
-                    with self._cond:
-                        self._current = None
-                    del task
-            if self._closed:
-                continue
             try:
-                self._call(self._on_idle)
-            except Exception as exc:
+                while not self._closed:
+                    job = self._call(self._plan)
+                    if job is None:
+                        break
+                    with self._cond:
+                        self._current = job
+                    try:
+                        self._call(self._run, job)
+                    finally:
+                        with self._cond:
+                            self._current = None
+                        del job
+                if not self._closed:
+                    self._call(self._on_idle)
+            except Exception as exc:  # a bug in a callback must not kill the thread
                 self._call(self._on_crash, exc)
             with self._cond:
                 if not self._dirty:

@@ -26,7 +26,7 @@ export function toBytes(value) {
   throw new TypeError(`camwidget: cannot read binary data from a ${typeof value}`);
 }
 
-/** IEEE half -> float. */
+/** IEEE half -> float (the audit gallery's embedding scatter travels as float16 pairs). */
 export function halfToFloat(h) {
   const s = h & 0x8000 ? -1 : 1;
   const e = (h >> 10) & 0x1f;
@@ -41,11 +41,11 @@ function product(shape) {
 }
 
 /**
- * Check that a buffer holds prod(shape) items of dtype; returns the item count.
+ * Check that a buffer holds prod(shape) items of dtype ("uint8" or "uint16"); returns the item count.
  * Throws an Error naming the mismatch (the widget shows it instead of drawing garbage).
  */
 export function checkSize(bytes, shape, dtype, what = "buffer") {
-  const size = { uint8: 1, uint16: 2, float16: 2, float32: 4 }[dtype];
+  const size = { uint8: 1, uint16: 2 }[dtype];
   if (!size) throw new Error(`camwidget: unknown dtype ${dtype} for ${what}`);
   const n = product(shape);
   if (bytes.length !== n * size) {
@@ -58,20 +58,13 @@ export function checkSize(bytes, shape, dtype, what = "buffer") {
 }
 
 /**
- * Decode a heatmap buffer into uint8 levels 0..255 (what the colour LUTs index).
- * dtype "uint8": used as is; "float16"/"float32": values in [0, 1], little-endian.
+ * A heatmap as uint8 levels 0..255 (what the colour LUTs index): the kernel sends nothing else, so
+ * this checks the size and returns the bytes as a Uint8Array.
  */
-export function decodeLevels(value, shape, dtype = "uint8") {
+export function decodeLevels(value, shape) {
   const bytes = toBytes(value);
-  const n = checkSize(bytes, shape, dtype, "heatmap");
-  if (dtype === "uint8") return bytes;
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const out = new Uint8Array(n);
-  for (let i = 0; i < n; i++) {
-    const v = dtype === "float16" ? halfToFloat(view.getUint16(i * 2, true)) : view.getFloat32(i * 4, true);
-    out[i] = Number.isFinite(v) ? Math.round(Math.min(1, Math.max(0, v)) * 255) : 0;
-  }
-  return out;
+  checkSize(bytes, shape, "uint8", "heatmap");
+  return bytes;
 }
 
 /** Little-endian uint16 buffer -> Uint16Array (copied: the source may be unaligned). */

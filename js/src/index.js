@@ -1,23 +1,20 @@
-// CamExplorer front end: plain DOM + canvas, rendered by anywidget.
+// CamExplorer front end: plain DOM + canvas, rendered by anywidget (or by renderStatic in an exported page).
+//
+// Traits it reads (see camwidget/widget/explorer.py): the selection, opacity/colormap, methods, layers,
+// class_names, thumbnails, about, image, top_classes, maps and curves (one entry per slot, each with its
+// encoded map key), and the status line. Each part of the view is a function of those traits; a later
+// panel (a what-if brush, a frame scrubber) is one more part and its `on(...)` wiring here.
 import { blend, colorize, getLut } from "./colormaps.js";
 import { decodeLevels, decodeUint16, perturbedFrame, rgbToRgba, toBytes } from "./buffers.js";
 import { classPicker, colormapSelect, compareSwitch, imageStrip, labelledSelect, layerOptions, methodOptions, opacitySlider } from "./controls.js";
 import { curvePlot } from "./curves.js";
 import { h, setOptions } from "./dom.js";
+import { decodeKey, slotKeys } from "./map_key.js";
 import { clearCanvas, panelGrid, putPixels } from "./panels.js";
+import { StaticModel } from "./static_model.js";
 import { watchTheme } from "./theme.js";
 
 const SELECTION = ["image_index", "method", "layer", "class_index", "compare", "compare_method", "compare_class"];
-
-function sameKey(info, sel) {
-  return (
-    !!info &&
-    info.method === sel.method &&
-    info.layer === sel.layer &&
-    info.class_index === sel.class_index &&
-    info.image_index === sel.image_index
-  );
-}
 
 function render({ model, el }) {
   const get = (k) => model.get(k);
@@ -57,7 +54,8 @@ function render({ model, el }) {
   const grid = panelGrid(onHover);
   const picker = classPicker((i) => set("class_index", i));
   const errorBox = h("div", { class: "cw-error", role: "alert", hidden: true });
-  const main = h("div", { class: "cw-main" }, h("div", { class: "cw-center" }, grid.el, errorBox), h("aside", { class: "cw-side" }, picker.el));
+  const warningBox = h("div", { class: "cw-warning", role: "status", hidden: true });
+  const main = h("div", { class: "cw-main" }, h("div", { class: "cw-center" }, grid.el, warningBox, errorBox), h("aside", { class: "cw-side" }, picker.el));
 
   const frameIns = h("canvas", { class: "cw-canvas", width: 1, height: 1, role: "img", "aria-label": "Insertion: image with the most relevant pixels inserted" });
   const frameDel = h("canvas", { class: "cw-canvas", width: 1, height: 1, role: "img", "aria-label": "Deletion: image with the most relevant pixels deleted" });
@@ -78,7 +76,7 @@ function render({ model, el }) {
   disposers.push(watchTheme(root));
 
   // ---- decoded data --------------------------------------------------------------------------
-  const data = { rgb: null, shape: [0, 0], a: null, b: null, orderA: null, orderB: null, scrub: null };
+  const data = { rgb: null, base: null, shape: [0, 0], levels: [], orders: [], scrub: null };
   const buf = {};
   const rgbaBuf = (name, n) => {
     if (!buf[name] || buf[name].length !== n * 4) buf[name] = new Uint8ClampedArray(n * 4);
@@ -86,8 +84,14 @@ function render({ model, el }) {
   };
   let localError = "";
 
+  const slots = () => get("maps") || [];
+  const curveSlots = () => get("curves") || [];
+  const comparing = () => get("compare") !== "off";
+
   function emit(kind) {
-    root.dispatchEvent(new CustomEvent("camwidget:paint", { bubbles: true, detail: { kind, t: performance.now(), info: get("heatmap_info") } }));
+    const key = (slots()[0] || {}).key;
+    const detail = { kind, t: performance.now(), key: key || null, map: key ? decodeKey(key) : null };
+    root.dispatchEvent(new CustomEvent("camwidget:paint", { bubbles: true, detail }));
   }
 
   function guard(fn) {
@@ -102,41 +106,33 @@ function render({ model, el }) {
   }
 
   function decodeImage() {
-    const shape = get("image_shape") || [0, 0];
-    const bytes = toBytes(get("image"));
-    if (bytes.length && bytes.length !== shape[0] * shape[1] * 3) {
-      throw new Error(`camwidget: image has ${bytes.length} bytes, expected ${shape[0]}×${shape[1]}×3`);
+    const image = get("image") || {};
+    const shape = image.shape || [0, 0];
+    const rgb = toBytes(image.rgb);
+    if (rgb.length && rgb.length !== shape[0] * shape[1] * 3) {
+      throw new Error(`camwidget: image has ${rgb.length} bytes, expected ${shape[0]}×${shape[1]}×3`);
     }
-    data.rgb = bytes.length ? bytes : null;
+    const base = toBytes(image.base);
+    data.rgb = rgb.length ? rgb : null;
+    data.base = base.length === rgb.length && base.length ? base : null;
     data.shape = shape;
     grid.setSize(shape[0] || 1, shape[1] || 1);
   }
 
-  function decodeMap(which) {
-    const name = which === "a" ? "heatmap" : "heatmap2";
-    const shape = get("heatmap_shape") || [0, 0];
-    const bytes = toBytes(get(name));
-    data[which] = bytes.length ? decodeLevels(bytes, shape, get("heatmap_dtype") || "uint8") : null;
+  function decodeMaps() {
+    data.levels = slots().map((m) => (m && m.levels != null && toBytes(m.levels).length ? decodeLevels(m.levels, data.shape) : null));
   }
 
-  function decodeBase() {
-    const bytes = toBytes(get("insertion_base"));
-    data.base = bytes.length ? bytes : null;
-  }
-
-  function decodeOrder(which) {
-    const name = which === "a" ? "curve_order" : "curve_order2";
-    const [hh, ww] = data.shape;
-    const bytes = toBytes(get(name));
-    data[which === "a" ? "orderA" : "orderB"] = bytes.length ? decodeUint16(bytes, hh * ww) : null;
+  function decodeOrders() {
+    const n = data.shape[0] * data.shape[1];
+    data.orders = curveSlots().map((c) => (c && c.order != null && toBytes(c.order).length ? decodeUint16(c.order, n) : null));
   }
 
   // ---- painting ------------------------------------------------------------------------------
   function paintImage() {
-    const { panels } = grid;
     const [hh, ww] = data.shape;
-    if (!data.rgb) return clearCanvas(panels.image.canvas);
-    putPixels(panels.image.canvas, rgbToRgba(data.rgb, rgbaBuf("image", hh * ww)), ww, hh);
+    if (!data.rgb) return clearCanvas(grid.panels.image.canvas);
+    putPixels(grid.panels.image.canvas, rgbToRgba(data.rgb, rgbaBuf("image", hh * ww)), ww, hh);
   }
 
   function paintMaps() {
@@ -145,21 +141,20 @@ function render({ model, el }) {
     const n = hh * ww;
     const lut = getLut(get("colormap"));
     const alpha = Number(get("opacity"));
-    const comparing = get("compare") !== "off";
-    grid.setMode(comparing);
+    const both = comparing();
+    const overlay = (levels, name) => (data.rgb ? blend(data.rgb, levels, lut, alpha, rgbaBuf(name, n)) : colorize(levels, lut, rgbaBuf(name, n)));
+    grid.setMode(both);
     grid.setColormap(get("colormap"));
-    if (data.a && data.a.length === n) {
-      if (!comparing) putPixels(panels.heatmap.canvas, colorize(data.a, lut, rgbaBuf("heat", n)), ww, hh);
-      putPixels(panels.overlay.canvas, data.rgb ? blend(data.rgb, data.a, lut, alpha, rgbaBuf("over", n)) : colorize(data.a, lut, rgbaBuf("over", n)), ww, hh);
+    const [a, b] = data.levels;
+    if (a && a.length === n) {
+      if (!both) putPixels(panels.heatmap.canvas, colorize(a, lut, rgbaBuf("heat", n)), ww, hh);
+      putPixels(panels.overlay.canvas, overlay(a, "over"), ww, hh);
     } else {
       clearCanvas(panels.heatmap.canvas);
       clearCanvas(panels.overlay.canvas);
     }
-    if (comparing && data.b && data.b.length === n) {
-      putPixels(panels.compare.canvas, data.rgb ? blend(data.rgb, data.b, lut, alpha, rgbaBuf("cmp", n)) : colorize(data.b, lut, rgbaBuf("cmp", n)), ww, hh);
-    } else if (comparing) {
-      clearCanvas(panels.compare.canvas);
-    }
+    if (both && b && b.length === n) putPixels(panels.compare.canvas, overlay(b, "cmp"), ww, hh);
+    else if (both) clearCanvas(panels.compare.canvas);
     emit("maps");
   }
 
@@ -168,10 +163,8 @@ function render({ model, el }) {
     return m ? m.label || m.name : name || "";
   }
   function className(i) {
-    const names = get("class_names") || [];
-    return names[i] ?? `class ${i}`;
+    return (get("class_names") || [])[i] ?? `class ${i}`;
   }
-
   function selection() {
     const sel = {};
     for (const k of SELECTION) sel[k] = get(k);
@@ -181,23 +174,29 @@ function render({ model, el }) {
   function renderCaptions() {
     const { panels } = grid;
     const sel = selection();
-    const infoA = get("heatmap_info") || {};
-    const infoB = get("heatmap2_info") || {};
-    const comparing = sel.compare !== "off";
-    const wantB = { ...sel, method: sel.compare === "method" ? sel.compare_method : sel.method, class_index: sel.compare === "class" ? sel.compare_class : sel.class_index };
-    const staleA = !sameKey(infoA, sel);
-    const staleB = comparing && !sameKey(infoB, wantB);
-    const describe = (info) => (info && info.method ? `${methodLabel(info.method)} · ${className(info.class_index)}` : "no map yet");
+    const wanted = slotKeys(sel);
+    const shown = slots();
+    const describe = (m) => {
+      if (!m || !m.key) return "no map yet";
+      const key = decodeKey(m.key);
+      return `${methodLabel(key.method)} · ${m.class_name ?? className(key.target)}`;
+    };
+    const stale = [0, 1].map((i) => i < wanted.length && (!shown[i] || shown[i].key !== wanted[i]));
     panels.image.caption.textContent = `Image ${sel.image_index + 1}`;
-    panels.heatmap.caption.textContent = `Heatmap · ${describe(infoA)}`;
-    panels.overlay.caption.textContent = comparing ? `A · ${describe(infoA)}` : `Overlay · ${describe(infoA)}`;
-    panels.compare.caption.textContent = `B · ${describe(infoB)}`;
-    for (const [p, stale] of [[panels.heatmap, staleA], [panels.overlay, staleA], [panels.compare, staleB]]) {
-      p.el.classList.toggle("cw-stale", stale);
-      p.badge.hidden = !stale;
-      p.badge.textContent = get("status") === "running" ? "computing…" : get("status") === "cancelled" ? "cancelled" : "waiting…";
+    panels.heatmap.caption.textContent = `Heatmap · ${describe(shown[0])}`;
+    panels.overlay.caption.textContent = comparing() ? `A · ${describe(shown[0])}` : `Overlay · ${describe(shown[0])}`;
+    panels.compare.caption.textContent = `B · ${describe(shown[1])}`;
+    const st = get("status");
+    for (const [p, isStale] of [[panels.heatmap, stale[0]], [panels.overlay, stale[0]], [panels.compare, stale[1]]]) {
+      p.el.classList.toggle("cw-stale", isStale);
+      p.badge.hidden = !isStale;
+      p.badge.textContent = st === "running" ? "computing…" : st === "cancelled" ? "cancelled" : "waiting…";
     }
-    root.dataset.stale = String(staleA || staleB);
+    root.dataset.stale = String(stale[0] || stale[1]);
+    // why a shown map carries no information (all zero, numerical noise), as the engine diagnosed it
+    const notes = shown.slice(0, comparing() ? 2 : 1).flatMap((m, i) => ((m && m.warnings) || []).map((w) => (comparing() ? `${"AB"[i]}: ${w}` : w)));
+    warningBox.hidden = !notes.length;
+    warningBox.textContent = notes.join("\n");
   }
 
   function renderControls() {
@@ -206,10 +205,9 @@ function render({ model, el }) {
     setOptions(methodB.select, methodOptions(get("methods")), sel.compare_method);
     setOptions(layer.select, layerOptions(get("layers")), sel.layer);
     const topk = get("top_classes") || [];
-    const names = get("class_names") || [];
-    const infoA = get("heatmap_info") || {};
-    const selProb = infoA.class_index === sel.class_index ? infoA.class_prob : undefined;
-    picker.update(names, topk, sel.class_index, selProb);
+    const first = slots()[0] || {};
+    const selProb = first.key && decodeKey(first.key).target === sel.class_index ? first.class_prob : undefined;
+    picker.update(get("class_names") || [], topk, sel.class_index, selProb);
     const bOptions = topk.map((t) => ({ value: String(t.index), label: `${t.name} (${(t.prob * 100).toFixed(1)}%)` }));
     if (sel.compare_class >= 0 && !topk.some((t) => t.index === sel.compare_class)) {
       bOptions.push({ value: String(sel.compare_class), label: className(sel.compare_class) });
@@ -220,10 +218,12 @@ function render({ model, el }) {
     compare.set(sel.compare);
     cmap.set(get("colormap"));
     opacity.set(get("opacity"));
+    const thumbs = get("thumbnails") || {};
     const hadFocus = strip.el.contains(document.activeElement);
-    strip.update(toBytes(get("thumbnails")), get("thumb_size") || 0, get("n_images") || 0, sel.image_index);
+    strip.update(toBytes(thumbs.rgb), thumbs.size || 0, thumbs.count || 0, sel.image_index);
     if (hadFocus) strip.focusCurrent();
-    meta.textContent = [get("model_name"), get("device")].filter(Boolean).join(" · ");
+    const about = get("about") || {};
+    meta.textContent = [about.model, about.device].filter(Boolean).join(" · ");
   }
 
   function renderStatus() {
@@ -247,31 +247,29 @@ function render({ model, el }) {
   }
 
   function renderCurves() {
-    const a = get("curves") || {};
-    const b = get("curves2") || {};
+    const [a, b] = curveSlots();
     const series = [];
-    const comparing = get("compare") !== "off";
-    if (a.fractions) series.push({ id: "a", data: a });
-    if (comparing && b.fractions) series.push({ id: "b", data: b });
+    if (a && a.fractions) series.push({ id: "a", data: a });
+    if (comparing() && b && b.fractions) series.push({ id: "b", data: b });
     chart.update(series, get("curves_status"));
-    root.dataset.curves = a.fractions ? "ready" : "none";
+    root.dataset.curves = a && a.fractions ? "ready" : "none";
     paintFrames();
     emit("curves");
   }
 
   function paintFrames() {
-    const curves = get("curves") || {};
+    const curves = curveSlots()[0] || {};
     const [hh, ww] = data.shape;
     const xs = curves.fractions || [];
-    const order = data.orderA;
+    const order = data.orders[0];
     frames.hidden = !(order && data.rgb && xs.length);
     if (frames.hidden) return;
     let i = data.scrub;
     if (i == null || i >= xs.length) i = Math.min(xs.length - 1, Math.round((xs.length - 1) * 0.2));
-    const substrate = get("substrate_rgb") || [0, 0, 0];
+    const image = get("image") || {};
+    const substrate = image.substrate || [0, 0, 0];
     const n = hh * ww;
-    const base = data.base && data.base.length === n * 3 ? data.base : null;
-    putPixels(frameIns, perturbedFrame(data.rgb, order, i, "insertion", substrate, rgbaBuf("fins", n), base), ww, hh);
+    putPixels(frameIns, perturbedFrame(data.rgb, order, i, "insertion", substrate, rgbaBuf("fins", n), data.base), ww, hh);
     putPixels(frameDel, perturbedFrame(data.rgb, order, i, "deletion", substrate, rgbaBuf("fdel", n)), ww, hh);
     const share = `${Math.round(xs[i] * 100)}%`;
     const ins = curves.insertion ? curves.insertion[i] : NaN;
@@ -293,81 +291,97 @@ function render({ model, el }) {
       return;
     }
     const i = y * data.shape[1] + x;
+    const [a, b] = data.levels;
     const parts = [`x ${x}, y ${y}`];
-    if (data.a) parts.push(`relevance${get("compare") !== "off" ? " A" : ""} ${(data.a[i] / 255).toFixed(2)}`);
-    if (get("compare") !== "off" && data.b) parts.push(`B ${(data.b[i] / 255).toFixed(2)}`);
+    if (a) parts.push(`relevance${comparing() ? " A" : ""} ${(a[i] / 255).toFixed(2)}`);
+    if (comparing() && b) parts.push(`B ${(b[i] / 255).toFixed(2)}`);
     grid.readout.textContent = parts.join(" · ");
   }
 
   // ---- wiring --------------------------------------------------------------------------------
-  const all = () =>
-    guard(() => {
-      decodeImage();
-      decodeMap("a");
-      decodeMap("b");
-      decodeOrder("a");
-      decodeOrder("b");
-      decodeBase();
-      localError = "";
-      renderControls();
-      renderStatus();
-      paintImage();
-      paintMaps();
-      renderCaptions();
-      renderCurves();
-    });
-  all();
-
-  on("image image_shape", () => guard(() => {
+  guard(() => {
     decodeImage();
-    decodeOrder("a");
-    decodeOrder("b");
+    decodeMaps();
+    decodeOrders();
+    localError = "";
+    renderControls();
+    renderStatus();
     paintImage();
-    paintMaps();
-    paintFrames();
-  }));
-  on("heatmap heatmap_shape heatmap_dtype heatmap_info", () => guard(() => {
-    decodeMap("a");
-    paintMaps();
-    renderCaptions();
-    renderControls();
-  }));
-  on("heatmap2 heatmap2_info", () => guard(() => {
-    decodeMap("b");
-    paintMaps();
-    renderCaptions();
-  }));
-  on("colormap opacity", () => guard(() => {
-    cmap.set(get("colormap"));
-    opacity.set(get("opacity"));
-    paintMaps();
-  }));
-  on("compare", () => guard(() => {
-    renderControls();
     paintMaps();
     renderCaptions();
     renderCurves();
-  }));
-  on("method layer class_index image_index compare_method compare_class methods layers top_classes class_names thumbnails n_images model_name device", () => guard(() => {
-    renderControls();
-    renderCaptions();
-  }));
+  });
+
+  on("image", () =>
+    guard(() => {
+      decodeImage();
+      decodeMaps();
+      decodeOrders();
+      paintImage();
+      paintMaps();
+      paintFrames();
+    }),
+  );
+  on("maps", () =>
+    guard(() => {
+      decodeMaps();
+      localError = "";
+      paintMaps();
+      renderCaptions();
+      renderControls();
+      renderStatus();
+    }),
+  );
+  on("colormap opacity", () =>
+    guard(() => {
+      cmap.set(get("colormap"));
+      opacity.set(get("opacity"));
+      paintMaps();
+    }),
+  );
+  on("compare", () =>
+    guard(() => {
+      renderControls();
+      paintMaps();
+      renderCaptions();
+      renderCurves();
+    }),
+  );
+  on("method layer class_index image_index compare_method compare_class methods layers top_classes class_names thumbnails about", () =>
+    guard(() => {
+      renderControls();
+      renderCaptions();
+    }),
+  );
   on("status progress message error", () => {
     renderStatus();
     renderCaptions();
   });
-  on("curves curves2 curves_status", renderCurves);
-  on("curve_order curve_order2 insertion_base", () => guard(() => {
-    decodeBase();
-    decodeOrder("a");
-    decodeOrder("b");
-    paintFrames();
-  }));
+  on("curves curves_status", () =>
+    guard(() => {
+      decodeOrders();
+      renderCurves();
+    }),
+  );
 
+  // Tell the kernel a view exists (and, on dispose, that it is gone): with no view left the kernel
+  // stops its worker and drops its caches.
+  model.send({ action: "view-open" });
   return () => {
     for (const d of disposers) d();
     root.remove();
+    model.send({ action: "view-closed" });
   };
+}
+
+/**
+ * Render a CamExplorer saved by camwidget.export_html, with no kernel: `saved` holds the traits and
+ * every map and curve the explorer had computed; choosing one of those redraws it, anything else says
+ * it is not in the export.
+ */
+export function renderStatic(el, saved) {
+  const model = new StaticModel(saved);
+  return render({ model, el });
 }
 
 export default { render };

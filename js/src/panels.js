@@ -36,7 +36,11 @@ export function panelGrid(onHover) {
     overlay: panel("overlay", "Overlay"),
     compare: panel("compare", "Overlay B"),
   };
-  const ticks = [1, 0.75, 0.5, 0.25, 0].map((t) => h("span", { style: { top: `${(1 - t) * 100}%` } }, t.toFixed(2)));
+  const ticks = [1, 0.75, 0.5, 0.25, 0].map((t) => {
+    const tick = h("span", {}, t.toFixed(2));
+    tick.style.setProperty("--t", String(t));
+    return tick;
+  });
   const bar = h("div", { class: "cw-colorbar-bar" });
   const colorbar = h(
     "div",
@@ -69,8 +73,10 @@ export function panelGrid(onHover) {
       size = [height, width];
       for (const p of Object.values(panels)) p.frame.style.aspectRatio = `${width} / ${height}`;
     },
+    /** The colorbar's gradient, vertical and horizontal (the layout picks one by the widget's width). */
     setColormap(name) {
-      bar.style.background = cssGradient(name, 24);
+      bar.style.setProperty("--cw-gradient-up", cssGradient(name, 24, "to top"));
+      bar.style.setProperty("--cw-gradient-right", cssGradient(name, 24, "to right"));
     },
     /** Crosshair at pixel (x, y) on every visible panel; null hides it. */
     setCross(x, y) {

@@ -194,7 +194,7 @@ def test_a_click_opens_camexplorer_on_the_audited_input(small, tmp_path):
     assert f"#{right[0]}" in caption and df.loc[right[0], "label_name"] in caption
     assert g.detail.children[-1] is explorer
     # The displayed image is the audited input un-normalised with the audit's mean/std.
-    shown = np.frombuffer(explorer.image, dtype=np.uint8).reshape(32, 32, 3)
+    shown = np.frombuffer(explorer.image["rgb"], dtype=np.uint8).reshape(32, 32, 3)
     expected = np.asarray(raw[right[0]][0])
     assert np.abs(shown.astype(int) - expected.astype(int)).max() <= 1
     # A misclassified image opens with the label-vs-prediction comparison preselected.

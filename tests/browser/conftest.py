@@ -7,21 +7,16 @@ from __future__ import annotations
 
 import functools
 import http.server
-import json
 import os
-import secrets
 import shutil
-import socket
 import socketserver
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.browser import servers
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts"
@@ -97,77 +92,12 @@ def static_server() -> Iterator[str]:
             httpd.shutdown()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """A JupyterLab server (which also serves Notebook 7) on a free localhost port, token auth,
     temporary settings; yields ``{"url", "token", "root", "log"}``. Write notebooks into ``root``."""
-    base = tmp_path_factory.mktemp("jupyter")
-    root = base / "root"
-    root.mkdir()
-    config = base / "config"
-    (config / "labconfig").mkdir(parents=True)
-    (config / "labconfig" / "page_config.json").write_text(
-        json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
-    )
-    port, token = _free_port(), secrets.token_hex(16)
-    env = {
-        **os.environ,
-        "JUPYTER_CONFIG_DIR": str(config),
-        "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    jupyter_bin = Path(sys.executable).with_name("jupyter")
-    cmd = [
-        str(jupyter_bin),
-        "lab",
-        "--no-browser",
-        "--allow-root",
-        "--ServerApp.ip=127.0.0.1",
-        f"--ServerApp.port={port}",
-        "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={root}",
-        f"--LabApp.user_settings_dir={base / 'settings'}",
-        f"--LabApp.workspaces_dir={base / 'workspaces'}",
-    ]
-    log = open(base / "server.log", "w")
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                pytest.fail(f"Jupyter server did not start:\n{(base / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield {"url": url, "token": token, "root": root, "log": base / "server.log"}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    with servers.jupyter_server(tmp_path_factory.mktemp("jupyter"), {}) as server:
+        yield server
 
 
-def kernel_idle(jupyter: dict, notebook: str) -> bool:
-    """Whether the kernel of ``notebook`` (a path ending) on the ``jupyter`` server is idle."""
-    url = f"{jupyter['url']}/api/sessions?token={jupyter['token']}"
-    with urllib.request.urlopen(url, timeout=5) as r:
-        sessions = json.load(r)
-    return any(
-        s.get("path", "").endswith(notebook) and (s.get("kernel") or {}).get("execution_state") == "idle"
-        for s in sessions
-    )
+kernel_idle = servers.kernel_idle

@@ -153,19 +153,33 @@ def test_status_error_and_cancel(page) -> None:
     assert page.locator(".cw-progress").is_visible()
     assert page.locator(".cw-status-text").inner_text() == "Score-CAM · 200/512"
     page.get_by_role("button", name="Cancel").click()
-    assert page.evaluate("window.fake.sent") == [{"action": "cancel"}]
+    assert page.evaluate("window.fake.sent") == [{"action": "view-open"}, {"action": "cancel"}]
     page.evaluate("window.fake.update({status: 'error', error: 'Score-CAM failed: boom'})")
     assert page.locator(".cw-error").inner_text() == "⚠ Score-CAM failed: boom"
     page.get_by_role("button", name="Retry").click()
-    assert page.evaluate("window.fake.sent[1]") == {"action": "retry"}
+    assert page.evaluate("window.fake.sent.at(-1)") == {"action": "retry"}
     # a malformed heatmap shows a message instead of drawing garbage
-    page.evaluate("window.fake.update({heatmap: new DataView(new ArrayBuffer(7))})")
+    m = {"key": '[0,"hirescam","layer4",4]'}
+    page.evaluate("(m) => window.fake.update({maps: [{...m, levels: new DataView(new ArrayBuffer(7))}]})", m)
     assert "expected" in page.locator(".cw-error").inner_text()
+
+
+def test_a_warning_about_the_map_is_shown(page) -> None:
+    assert page.locator(".cw-warning").is_hidden()
+    page.evaluate(
+        "(w) => { const [a, b] = window.fake.state.maps;"
+        " window.fake.update({maps: [{...a, warnings: [w]}, b]}); }",
+        "the map is all zero: try another layer",
+    )
+    assert page.locator(".cw-warning").inner_text() == "the map is all zero: try another layer"
+    page.evaluate("() => window.fake.update({maps: [{...window.fake.state.maps[0], warnings: []}]})")
+    assert page.locator(".cw-warning").is_hidden()
 
 
 def test_dispose_removes_the_view(page) -> None:
     page.evaluate("window.dispose()")
     assert page.locator(".cw-root").count() == 0
+    assert page.evaluate("window.fake.sent.at(-1)") == {"action": "view-closed"}  # the kernel may release
     page.evaluate("window.fake.set('colormap', 'jet')")  # no listener left to throw
 
 

@@ -12,9 +12,9 @@ import torch
 from torch import nn
 from torchvision import transforms as T
 
+from camwidget.defaults import IMAGENET_MEAN, IMAGENET_STD
+
 SIZE = 32
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
 
 
 class TinyNet(nn.Module):
@@ -41,7 +41,9 @@ class TinyNet(nn.Module):
 
 
 def small_preprocess() -> Callable:
-    return T.Compose([T.Resize(SIZE), T.CenterCrop(SIZE), T.ToTensor(), T.Normalize(MEAN, STD)])
+    return T.Compose(
+        [T.Resize(SIZE), T.CenterCrop(SIZE), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    )
 
 
 def random_images(n: int = 3, seed: int = 0) -> list[np.ndarray]:
