@@ -91,7 +91,10 @@ def collect(
             "regions": report.regions,
             "model": report.settings.get("model"),
             "embedding": report.embedding_source,
-            "which_map": "every map explains the predicted class unless marked 'true' (the label's class)",
+            "target": report.target,
+            "which_map": "every map explains "
+            + ("the predicted class" if report.target is None else f"the target {report.target!r}")
+            + " unless marked 'true' (the label's class)",
         },
     }
     mean_maps = report.class_mean_maps()
@@ -324,7 +327,12 @@ def write_html(report: AuditReport, data: dict[str, Any], path: str | os.PathLik
         f'<p class="muted">{a["images"]} images ({a["errors"]} unreadable), accuracy {_pct(a["accuracy"])}; '
         f"maps by {esc(a['method'])} at layer <code>{esc(a['layer'])}</code> "
         f"({a['maps_shape'][0]}×{a['maps_shape'][1]}); store <code>{esc(a['store'])}</code>. Every map "
-        "explains the <b>predicted</b> class unless it is marked as the <b>true</b> class's.</p>",
+        + (
+            "explains the <b>predicted</b> class"
+            if a.get("target") is None
+            else f"explains the target <b>{esc(a['target'])}</b>"
+        )
+        + " unless it is marked as the <b>true</b> class's.</p>",
     ]
     # class mean maps over a typical image
     parts.append("<h2>Where each class looks</h2>")

@@ -304,6 +304,7 @@ class AuditExplorer(anywidget.AnyWidget):
             errors = int(self._df["error"].notna().sum())
             self.title = (
                 f"Audit: {len(self._df)} images, method {report.method} at layer {report.layer!r}"
+                + (f", maps of {report.target}" if report.target is not None else "")
                 + (f", {errors} unreadable" if errors else "")
             )
             self.columns = [{"name": c, "kind": self._kind(c)} for c in self._df.columns]

@@ -156,6 +156,13 @@ class AuditReport:
         """The explained layer's name."""
         return str(self.settings["layer"])
 
+    @property
+    def target(self) -> str | None:
+        """The name of the score the stored maps explain (``audit(target=...)``), e.g. "sigmoid of class
+        3"; None: each image's predicted class."""
+        value = self.settings.get("target")
+        return None if value is None else str(value)
+
     def __len__(self) -> int:
         return len(self.table()["idx"])
 
@@ -167,7 +174,9 @@ class AuditReport:
         acc = float(np.nanmean(ok)) if np.isfinite(ok).any() else float("nan")
         return (
             f"AuditReport({self.path!r}: {n} images, {errors} errors, accuracy {acc:.1%}, method "
-            f"{self.method!r} at {self.layer!r}, regions {list(self.regions)})"
+            f"{self.method!r} at {self.layer!r}"
+            + (f", target {self.target!r}" if self.target is not None else "")
+            + f", regions {list(self.regions)})"
         )
 
     def refresh(self) -> AuditReport:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import numbers
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -67,6 +68,7 @@ from camwidget.engine.layers import default_layer, resolve_layer
 from camwidget.engine.normalize import finalize
 from camwidget.methods.registry import get_method
 from camwidget.metrics import energy_pointing_game, error_understanding, insertion_deletion
+from camwidget.targets import ClassIndex, DetectionBox, SegmentationClass, Similarity, Target, as_target
 
 if TYPE_CHECKING:
     from camwidget.audit.report import AuditReport
@@ -305,8 +307,10 @@ class _Auditor:
         commit_seconds: float,
         tap: PenultimateTap | None = None,
         error_understanding: Callable[..., Any] | None = None,
+        target: Target | None = None,
     ) -> None:
         self.explainer = explainer
+        self.target = target  # None: each image's predicted class
         self.tap = tap
         self.error_understanding = error_understanding
         self.eu_kept: list[float] | None = None  # share of pixels kept along the confidence path
@@ -342,15 +346,15 @@ class _Auditor:
         return self._region_masks[key]
 
     def explain(
-        self, x: torch.Tensor, target: object = None
+        self, x: torch.Tensor, target: object = None, *, record: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Raw maps (N, h, w), the logits (N, K) and the penultimate embeddings (N, D) (None without a
-        tap) of the very forward pass that made them. Maps that carry no information (all zero,
-        numerical noise) are counted, not warned about one batch at a time."""
+        """Raw maps (N, h, w) for ``target``, the logits (N, K) and, with ``record``, the penultimate
+        embeddings (N, D) (None without a tap) of the very forward pass that made them. Maps that carry
+        no information (all zero, numerical noise) are counted, not warned about one batch at a time."""
         embedding = None
-        if self.tap is not None and target is None:
+        if self.tap is not None and record:
             with self.tap.recording() as got:
-                raw, logits = self.explainer(x, raw=True, return_logits=True)
+                raw, logits = self.explainer(x, target, raw=True, return_logits=True)
             embedding = got.get("embedding")
         else:
             raw, logits = self.explainer(x, target, raw=True, return_logits=True)
@@ -416,7 +420,7 @@ class _Auditor:
     def _group_rows(self, items: list[Item], x: torch.Tensor) -> Iterator[Rows]:
         n, _, h, w = x.shape
         region_masks = self.region_masks(h, w) if self.energy else None
-        raw, logits, embedding = self.explain(x)
+        raw, logits, embedding = self.explain(x, self.target)
         with torch.no_grad():
             probs = torch.softmax(logits, dim=1)
             prob, pred = probs.max(dim=1)
@@ -428,7 +432,9 @@ class _Auditor:
         wrong = torch.nonzero((label_t >= 0) & (label_t != pred)).flatten()
         true_raw = None
         if len(wrong):
-            true_raw, _, _ = self.explain(x[wrong], [labels[i] for i in wrong.tolist()])
+            true_raw, _, _ = self.explain(
+                x[wrong], self._true_target([labels[i] for i in wrong.tolist()]), record=False
+            )
         with torch.no_grad():
             cols: dict[str, list[Any]] = {}
             if self.energy:
@@ -500,7 +506,7 @@ class _Auditor:
                     self.model,
                     x[part],
                     maps[part],
-                    target=pred[part],
+                    target=pred[part] if self.target is None else self.target,
                     progress=self._progress("insertion/deletion"),
                     **norm,
                 )
@@ -518,6 +524,13 @@ class _Auditor:
             )
             yield chunk
             start += size
+
+    def _true_target(self, labels: list[int]) -> object:
+        """What explains the true classes ``labels`` of misclassified images: their logits, or their
+        softmax probability / sigmoid when the audit's target is a ``Probability`` / ``Sigmoid``."""
+        if isinstance(self.target, ClassIndex) and self.target.explicit:
+            return ClassIndex(torch.tensor(labels, dtype=torch.long), self.target.kind, explicit=True)
+        return labels
 
     def _progress(self, what: str) -> Callable[[int, int], None] | None:
         report = self.on_metric_progress
@@ -596,6 +609,52 @@ def _check_classes(names: Sequence[str] | None, num_classes: int) -> None:
             f"class_names has {len(names)} names but the model has {num_classes} outputs; pass one name "
             "per class (class_names=...). Nothing was written"
         )
+
+
+def _audit_target(target: object) -> Target | None:
+    """The audit's ``target=``: None (each image's predicted class), one class index for every image, a
+    :class:`~camwidget.targets.Target` or a callable ``f(output) -> Tensor[N]`` (:mod:`camwidget.targets`).
+
+    The audit explains a dataset in batches of its own choosing, so a target holding one entry per image
+    (N class indices, an (N, H, W) mask, N boxes, N reference embeddings) cannot follow the images and is
+    refused, as is anything else that is not a target.
+
+    Raises:
+        TypeError: not None, an int, a Target or a callable.
+        ValueError: a negative class index, or a per-image target.
+    """
+    if target is None:
+        return None
+    per_image = (
+        "the audit explains the dataset in batches of its own choosing, so a target must say the same "
+        "thing for every image: {what}"
+    )
+    if isinstance(target, Target) or (callable(target) and not isinstance(target, type)):
+        wanted = as_target(target, 1)
+        what = ""
+        if isinstance(wanted, ClassIndex) and wanted.classes is not None and wanted.classes.numel() > 1:
+            what = f"pass one class, not {wanted.classes.numel()}"
+        elif isinstance(wanted, SegmentationClass) and wanted.mask is not None and wanted.mask.ndim == 3:
+            what = "pass one (H, W) mask for every image (or none: each image's predicted pixels)"
+        elif isinstance(wanted, DetectionBox) and wanted.box.shape[0] > 1:
+            what = "pass one box"
+        elif isinstance(wanted, Similarity) and wanted.embedding is not None and wanted.embedding.ndim == 2:
+            what = "pass one reference embedding (D,) or one reference image"
+        if what:
+            raise ValueError(per_image.format(what=what))
+        return wanted
+    if isinstance(target, bool) or not isinstance(target, numbers.Integral):
+        raise TypeError(
+            f"target must be None (each image's predicted class), one class index, a camwidget.targets "
+            f"target (Logit, Probability, Sigmoid, ...) or a callable f(output) -> Tensor[N]; got "
+            f"{type(target).__name__} {target!r}"
+            + (
+                f" ({per_image.format(what='pass one class index')})"
+                if isinstance(target, (list, tuple, torch.Tensor, np.ndarray))
+                else ""
+            )
+        )
+    return as_target(target, 1)
 
 
 def _describe_object(item: Item) -> str | None:
@@ -730,6 +789,7 @@ def audit(
     overwrite: bool = False,
     progress: bool = True,
     commit_seconds: float = 10.0,
+    target: object = None,
 ) -> AuditReport:
     """Explain every image of ``dataset`` with ``model`` and record the results in an SQLite ``store``.
 
@@ -792,6 +852,15 @@ def audit(
         progress: show a tqdm progress bar with images per second. Default True.
         commit_seconds: with insertion/deletion, commit rows after about this many seconds of metric
             work (the first image of an audit alone, to measure). Default 10; 0 commits every image.
+        target: the score each stored map explains (see :mod:`camwidget.targets`): None (default: each
+            image's predicted class, its logit), one class index for every image, a target such as
+            ``camwidget.targets.Sigmoid(c)`` (one label of a multi-label head) or ``Probability(c)``,
+            or any callable ``f(output) -> Tensor[N]``; the same for every image (a per-image target
+            is refused). Insertion/deletion score the same target. A misclassified image's true-class
+            map explains its label's logit (its sigmoid / softmax probability when the target is a
+            ``Sigmoid`` / ``Probability``). The model must still return logits (predictions, the
+            confusion matrix and slices need them). Recorded in the store's settings
+            (``report.target``): a resume with another target is refused.
 
     Returns:
         The :class:`~camwidget.AuditReport` of the whole store.
@@ -819,6 +888,7 @@ def audit(
             f"model must be a torch.nn.Module returning (N, K) logits, got {type(model).__name__}"
         )
     method_name = get_method(method).name
+    wanted = _audit_target(target)
     if isinstance(metrics, str):
         metrics = (metrics,)
     metrics_t = tuple(dict.fromkeys(metrics))
@@ -853,7 +923,7 @@ def audit(
     try:
         return _run(
             model, spec, dist, n, method_name, layer, store, region_desc, region_specs, metrics_t,
-            thumbnail, overwrite, progress, commit_seconds, AuditReport,
+            thumbnail, overwrite, progress, commit_seconds, AuditReport, wanted,
         )  # fmt: skip
     except KeyboardInterrupt as exc:
         if isinstance(exc, AuditInterrupted):
@@ -879,6 +949,7 @@ def _run(
     progress: bool,
     commit_seconds: float,
     report_class: type[AuditReport],
+    wanted: Target | None = None,
 ) -> AuditReport:
     if dist.world_size > 1 and str(store) == ":memory:":
         raise ValueError("store=':memory:' cannot be shared by several processes; pass a file path")
@@ -889,6 +960,10 @@ def _run(
     _check_regions_fit(region_specs, tuple(probe.image.shape[-2:]))  # type: ignore[arg-type]
     explainer = Explainer(model, layer_name, method_name, warn=False)  # one summary warning at the end
     num_classes = int(explainer.predict(example).shape[1])
+    if (
+        wanted is not None
+    ):  # a target that fails on the model's output fails here, before any store is touched
+        explainer(example, wanted, raw=True)
     tap = find_penultimate(model, example, layer_name)
     _check_classes(names, num_classes)
     data_fp, transform_fp = data_fingerprint(spec.dataset, spec.transform)
@@ -910,6 +985,8 @@ def _run(
         "regions": region_desc,
         "metrics": sorted(metrics_t),
     }
+    if wanted is not None:  # absent for the predicted class, so stores made before target= still resume
+        settings["target"] = wanted.name
     display = {"mean": spec.mean, "std": spec.std, "thumbnail": thumbnail, "dataset_type": dataset_type}
 
     # Open (and check) every store this process reads or writes before writing anything.
@@ -970,6 +1047,7 @@ def _run(
             commit_seconds,
             tap,
             error_understanding if "error_understanding" in metrics_t else None,
+            wanted,
         )
         desc = "audit" if dist.world_size == 1 else f"audit rank {dist.rank}/{dist.world_size}"
         errors = 0
