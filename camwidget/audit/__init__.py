@@ -4,6 +4,11 @@
 - :class:`AuditReport` (:mod:`camwidget.audit.report`): tables, class mean maps, the audited inputs.
 - :mod:`camwidget.audit.shortcuts`: shortcut findings (:class:`Shortcut`), also a minority's.
 - :mod:`camwidget.audit.counterfactual`: paste/remove a finding's place, count flipped predictions.
+- :mod:`camwidget.audit.embedding`: the penultimate embedding each image's row records.
+- :mod:`camwidget.audit.slices`: where the model fails without a hypothesis (:class:`Slice`), and the
+  2-D embedding map; :mod:`camwidget.audit.confusion`: the confusion matrix and pairs.
+- :mod:`camwidget.audit.comparison`: two models' audits of one dataset side by side (:class:`Comparison`).
+- :mod:`camwidget.audit.export`: the shareable HTML page and JSON of an audit.
 - :class:`AuditExplorer` (:mod:`camwidget.audit.gallery`): the notebook gallery.
 - :mod:`camwidget.audit.store`: the SQLite store and :func:`merge_stores`;
   :mod:`camwidget.audit.fingerprint`: what identifies an audit (model, data, transform).
@@ -27,9 +32,11 @@ __all__ = [
     "AuditExplorer",
     "AuditInterrupted",
     "AuditReport",
+    "Comparison",
     "Counterfactual",
     "Shortcut",
     "Shortcuts",
+    "Slice",
     "audit",
     "merge_stores",
 ]
@@ -41,16 +48,20 @@ _LAZY = {
     "Shortcut": "camwidget.audit.shortcuts",
     "Shortcuts": "camwidget.audit.shortcuts",
     "Counterfactual": "camwidget.audit.counterfactual",
+    "Comparison": "camwidget.audit.comparison",
+    "Slice": "camwidget.audit.slices",
     "AuditExplorer": "camwidget.audit.gallery",
     "merge_stores": "camwidget.audit.store",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
+    from camwidget.audit.comparison import Comparison
     from camwidget.audit.counterfactual import Counterfactual
     from camwidget.audit.gallery import AuditExplorer
     from camwidget.audit.report import AuditReport
     from camwidget.audit.run import AuditInterrupted, audit
     from camwidget.audit.shortcuts import Shortcut, Shortcuts
+    from camwidget.audit.slices import Slice
     from camwidget.audit.store import merge_stores
 
 

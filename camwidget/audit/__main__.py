@@ -144,6 +144,35 @@ def _region(text: str) -> tuple[str, tuple[float, ...]]:
     return name, box
 
 
+#: ``--target KIND:C``: the camwidget.targets class for each kind of class score.
+_TARGET_KINDS = ("logit", "probability", "sigmoid")
+
+
+def _target(spec: str) -> Any:
+    """``--target``: ``C`` (a class index), ``logit:C`` / ``probability:C`` / ``sigmoid:C`` (the
+    :mod:`camwidget.targets` target of that class), or module.path:attr / file.py:attr giving a target or
+    a callable ``f(output) -> Tensor[N]`` (a factory without arguments is called)."""
+    from camwidget import targets
+
+    if spec.strip().isdigit():
+        return int(spec)
+    kind, sep, value = spec.partition(":")
+    if sep and kind.strip().lower() in _TARGET_KINDS:
+        if not value.strip().isdigit():
+            raise UsageError(f"--target {spec!r}: expected {kind}:C with C a class index, e.g. {kind}:3")
+        make = {"logit": targets.Logit, "probability": targets.Probability, "sigmoid": targets.Sigmoid}
+        return make[kind.strip().lower()](int(value))
+    if not sep:
+        raise UsageError(
+            f"--target {spec!r}: expected a class index, {', '.join(k + ':C' for k in _TARGET_KINDS)}, or "
+            "module.path:attr / file.py:attr (a camwidget.targets target or a callable output -> scores)"
+        )
+    target = load_object(spec, "target")
+    if not callable(target):
+        raise UsageError(f"--target {spec!r} gave a {type(target).__name__}, not a target or a callable")
+    return target
+
+
 def _metrics(text: str) -> tuple[str, ...]:
     from camwidget.audit.run import METRICS
 
@@ -220,13 +249,21 @@ def _parser() -> argparse.ArgumentParser:
         "model input, after preprocessing (0..224 with the default crop): x = column, y = row, (0, 0) "
         "the top-left corner, x1, y1 exclusive",
     )
+    p.add_argument(
+        "--target",
+        metavar="C|KIND:C|SPEC",
+        help="the score each map explains (default: each image's predicted class): a class index, "
+        "logit:C, probability:C or sigmoid:C (one label of a multi-label head), or module.path:attr / "
+        "file.py:attr giving a camwidget.targets target or a callable output -> Tensor[N]",
+    )
     p.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
     p.add_argument(
         "--metrics",
         type=_metrics,
         default=("energy",),
         help="comma-separated: energy (default), insertion, deletion (RISE; slow: about 2·H·W/224 "
-        "forwards an image)",
+        "forwards an image), error_understanding (for misclassified images: the true class's confidence "
+        "path with the true class's map and the prediction's; 100 forwards a mistake)",
     )
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes (default 0)")
     p.add_argument("--thumbnail", type=int, default=64, help="thumbnail side in pixels (0: none)")
@@ -309,6 +346,7 @@ def _run(args: argparse.Namespace, rank: int) -> int:
         )
     model = model.to(device)
     dataset = _dataset(args.dataset)
+    target = _target(args.target) if args.target is not None else None
     from camwidget.audit.run import audit
 
     report = audit(
@@ -328,6 +366,7 @@ def _run(args: argparse.Namespace, rank: int) -> int:
         thumbnail=args.thumbnail,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        target=target,
     )
     if rank == 0:
         print(report)

@@ -8,9 +8,16 @@ text. Clicking a card opens the *audited input* -- the dataset item through the 
 very tensor the audit explained -- in :class:`camwidget.CamExplorer` below the gallery.
 
 Panels: the front end draws the panels named in the ``panels`` trait, in that order (``findings``,
-``classes``, ``controls``, ``grid``, ``pager``); each redraws only on its own traits. A new view of the
-audit (a confusion matrix, slices, an embedding map) is a new panel: traits (and their computation)
-here, a module in ``js/src/gallery`` registered in its ``PANELS``, and its name in ``panels``.
+``classes``, ``embedding``, ``confusion``, ``slices``, ``compare``, ``controls``, ``grid``, ``pager``,
+``focus``); each redraws only on its own traits. A new view of the audit is a new panel: traits (and
+their computation) here, a module in ``js/src/gallery`` registered in its ``PANELS``, and its name in
+``panels``.
+
+At scale (tens of thousands of images) nothing is sent per image but what a view needs: one page of
+cards; the embedding scatter as three compact bytes traits (float16 coordinates, uint16 class codes,
+uint8 flags: a few bytes per image) and the current filter as a bitmask; a thumbnail only when the
+pointer rests on its point (a ``hover`` message answered with the JPEG bytes). A lasso on the scatter
+sends its polygon, and the kernel decides which points it holds.
 """
 
 from __future__ import annotations
@@ -27,13 +34,28 @@ import traitlets as t
 from camwidget.audit.report import AuditReport
 from camwidget.audit.shortcuts import Shortcut, Shortcuts
 
-__all__ = ["FILTER_OPS", "PANELS", "AuditExplorer", "display_normalisation"]
+__all__ = ["FILTER_OPS", "PANELS", "AuditExplorer", "display_normalisation", "points_in_polygon"]
 
 _STATIC = Path(__file__).resolve().parent.parent / "static"
 FILTER_OPS = ("<", "<=", ">", ">=", "==", "!=", "contains", "is missing", "not missing")
 """Operators the filter bar offers: comparisons (numbers, text, yes/no), substring, missing values."""
-PANELS = ("findings", "classes", "controls", "grid", "pager")
-"""The gallery's panels, top to bottom."""
+PANELS = (
+    "findings",
+    "classes",
+    "embedding",
+    "confusion",
+    "slices",
+    "compare",
+    "controls",
+    "grid",
+    "pager",
+    "focus",
+)
+"""The gallery's panels, top to bottom (a panel without data for this audit is left out)."""
+MAX_MATRIX = 24
+"""The confusion panel draws the full matrix up to this many classes; beyond, the most confused pairs."""
+MAX_SLICES = 8
+"""Slices listed in the slices panel."""
 COLORMAPS = ("jet", "viridis", "inferno", "gray")
 
 
@@ -86,6 +108,20 @@ def _value_text(column: str, value: Any) -> str:
     return f"{column} {value}"
 
 
+def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """(N,) bool: which of the (N, 2) ``points`` lie inside ``polygon`` ((V, 2) vertices; even-odd rule,
+    vectorised over the points). Points with NaN coordinates are outside."""
+    x, y = points[:, 0].astype(np.float64), points[:, 1].astype(np.float64)
+    inside = np.zeros(len(points), dtype=bool)
+    xj, yj = polygon[-1]
+    for xi, yi in polygon:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            crosses = ((yi > y) != (yj > y)) & (x < (xj - xi) * (y - yi) / (yj - yi) + xi)
+        inside ^= np.nan_to_num(crosses, nan=0).astype(bool)
+        xj, yj = xi, yi
+    return inside & np.isfinite(x) & np.isfinite(y)
+
+
 def display_normalisation(
     x: Any, mean: Any = None, std: Any = None
 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -127,6 +163,11 @@ class AuditExplorer(anywidget.AnyWidget):
         page_size: thumbnails per page. Default 48.
         thumb_px: thumbnail width in pixels on screen. Default 96.
         class_by: mean maps per "predicted" (default) or "label" class.
+        compare: another model's audit of the same dataset (an :class:`AuditReport`): the cards show
+            both maps side by side, the table gains ``predicted_<b>``, ``correct_<b>``, ``agree`` and
+            ``map_disagreement`` columns, and a panel lists where the models disagree per class.
+        names: what to call the two models when comparing. Default ("a", "b").
+        slices: list the audit's slices (:meth:`AuditReport.slices`, worst first). Default True.
 
     Attributes:
         detail: the ``ipywidgets.VBox`` below the gallery where opened images appear.
@@ -134,10 +175,22 @@ class AuditExplorer(anywidget.AnyWidget):
         shortcut_list: the :class:`~camwidget.audit.shortcuts.Shortcuts` shown (tested ones carry
             their ``counterfactual``).
 
+    Also: an embedding scatter (each image's penultimate embedding on a plane, coloured by true class
+    or by correctness; hover a point for its thumbnail, fetched then; drag a lasso around points to make
+    a selection that filters the gallery, :attr:`selection`), the confusion matrix (click a cell: its
+    images, most confident first), the slices where the model fails (click one: its images), and, for
+    the image opened last, its predicted-class and true-class maps side by side with their
+    error-understanding confidence paths when the audit recorded them.
+
     Programmatic use: set ``sort_by``, ``descending``, ``filters`` (a list of ``{"column", "op",
     "value"}`` dicts with ``op`` in :data:`FILTER_OPS`) and ``page``; :meth:`rows` returns the filtered,
     sorted table; :meth:`open_image` opens an image by dataset index; :meth:`test_finding` runs the
-    counterfactual of a listed finding.
+    counterfactual of a listed finding; :meth:`select_polygon` makes a lasso selection.
+
+    Attributes (also):
+        selection: dataset indices of the last lasso selection (empty before one).
+        slices: the :class:`~camwidget.audit.slices.Slice` list shown.
+        comparison: the :class:`~camwidget.audit.comparison.Comparison` when comparing, else None.
     """
 
     # Set in the constructor (not as anywidget file paths) so that the comm opens with the module in
@@ -170,6 +223,22 @@ class AuditExplorer(anywidget.AnyWidget):
     thumb_px = t.Int(96).tag(sync=True)
     selected = t.Int(-1).tag(sync=True)
     message = t.Unicode("").tag(sync=True)
+    # the embedding scatter: one point per table row (table order), NaN coordinates where no embedding
+    scatter_n = t.Int(0).tag(sync=True)
+    scatter_xy = t.Bytes(b"").tag(sync=True)  # n*2 float16 little-endian, x and y scaled to [0, 1]
+    scatter_class = t.Bytes(b"").tag(sync=True)  # n uint16: position in scatter_classes (65535: none)
+    scatter_flags = t.Bytes(b"").tag(sync=True)  # n uint8: bit 0 misclassified, bit 1 unlabelled
+    scatter_classes = t.List(t.Unicode()).tag(sync=True)  # the label names the codes stand for
+    scatter_shown = t.Bytes(b"").tag(sync=True)  # packed bits (little order): rows the filters keep
+    scatter_color = t.Unicode("class").tag(sync=True)  # "class" or "correct"
+    lasso = t.Dict().tag(sync=True)  # the last lasso selection: count, accuracy, classes
+    # the confusion view, the slices, two models side by side, the opened image
+    confusion = t.Dict().tag(sync=True)
+    slice_list = t.List(t.Dict()).tag(sync=True)
+    compare_names = t.List(t.Unicode()).tag(sync=True)
+    compare_classes = t.List(t.Dict()).tag(sync=True)
+    compare_summary = t.Unicode("").tag(sync=True)
+    focus = t.Dict().tag(sync=True)
 
     def __init__(
         self,
@@ -182,6 +251,9 @@ class AuditExplorer(anywidget.AnyWidget):
         page_size: int = 48,
         thumb_px: int = 96,
         class_by: str = "predicted",
+        compare: AuditReport | None = None,
+        names: tuple[str, str] = ("a", "b"),
+        slices: bool = True,
     ) -> None:
         if not isinstance(report, AuditReport):
             raise TypeError(
@@ -210,6 +282,17 @@ class AuditExplorer(anywidget.AnyWidget):
         self._order = np.arange(len(self._df))
         self.shortcut_list = report.shortcuts() if shortcuts is None else Shortcuts(shortcuts)
         self._finding_columns = self._add_finding_columns()
+        self.selection = np.zeros(0, dtype=np.int64)
+        self.comparison: Any = None
+        if compare is not None:
+            self.comparison = report.compare(compare, names=names)
+            self._add_comparison_columns()
+        self.slices: list[Any] = []
+        self._slices_shown = bool(slices) and report.has_embeddings()
+        if self._slices_shown:
+            self.slices = report.slices()[:MAX_SLICES]
+            self._add_slice_column()
+        self._plane: np.ndarray | None = None  # the scatter's coordinates as the browser has them
         esm, css = _front_end()
         super().__init__(_esm=esm, _css=css)
         with self.hold_sync():
@@ -221,12 +304,21 @@ class AuditExplorer(anywidget.AnyWidget):
             errors = int(self._df["error"].notna().sum())
             self.title = (
                 f"Audit: {len(self._df)} images, method {report.method} at layer {report.layer!r}"
+                + (f", maps of {report.target}" if report.target is not None else "")
                 + (f", {errors} unreadable" if errors else "")
             )
             self.columns = [{"name": c, "kind": self._kind(c)} for c in self._df.columns]
             self.regions = self._region_outlines()
             self.findings = self._findings()
             self._update_class_maps()
+            self._update_scatter()
+            self.confusion = self._confusion()
+            self.slice_list = self._slice_items()
+            if self.comparison is not None:
+                self.compare_names = list(self.comparison.names)
+                self.compare_classes = self._compare_classes()
+                self.compare_summary = self.comparison.summary()
+            self.panels = [p for p in PANELS if self._has_panel(p)]
             self._refresh()
         self.observe(self._on_query, names=["sort_by", "descending", "filters", "page", "page_size"])
         self.observe(lambda _: self._update_class_maps(), names=["class_by"])
@@ -349,6 +441,181 @@ class AuditExplorer(anywidget.AnyWidget):
             )
         self.class_maps = out
 
+    def _has_panel(self, name: str) -> bool:
+        if name == "embedding":
+            return self.scatter_n > 0
+        if name == "confusion":
+            return bool(self.confusion.get("names"))
+        if name == "slices":
+            return self._slices_shown
+        if name == "compare":
+            return self.comparison is not None
+        return True
+
+    # -- the embedding scatter --------------------------------------------------------------------------
+    def _update_scatter(self) -> None:
+        """The scatter's bytes traits, from :meth:`AuditReport.embedding` (table order)."""
+        report = self.report
+        if not report.has_embeddings():
+            return
+        plane = report.embedding()  # (N, 2) in the report's index order = the table's order
+        finite = np.isfinite(plane).all(axis=1)
+        lo = np.nanmin(plane[finite], axis=0) if finite.any() else np.zeros(2)
+        hi = np.nanmax(plane[finite], axis=0) if finite.any() else np.ones(2)
+        span = np.where(hi > lo, hi - lo, 1.0)
+        scaled = ((plane - lo) / span).astype("<f2")  # NaN stays NaN
+        self._plane = scaled.astype(np.float32)
+        labels = self._df["label_name"]
+        names = sorted({str(v) for v in labels.dropna()}, key=lambda v: self._class_order(v))
+        code = {n: i for i, n in enumerate(names)}
+        classes = np.array([code.get(str(v), 65535) if v is not None else 65535 for v in labels], dtype="<u2")
+        correct = self._df["correct"].to_numpy(dtype=object)
+        flags = np.zeros(len(self._df), dtype=np.uint8)
+        flags |= np.array([c is False or c is np.False_ for c in correct], dtype=np.uint8)
+        flags |= (classes == 65535).astype(np.uint8) << 1
+        self.scatter_classes = names
+        self.scatter_xy = scaled.tobytes()
+        self.scatter_class = classes.tobytes()
+        self.scatter_flags = flags.tobytes()
+        self.scatter_n = len(self._df)
+
+    def _class_order(self, name: str) -> int:
+        names = self.report.class_names
+        return names.index(name) if name in names else len(names)
+
+    def select_polygon(self, polygon: list[list[float]]) -> np.ndarray:
+        """Select the scatter's points inside ``polygon`` (a lasso), and filter the gallery to them.
+
+        Args:
+            polygon: [[x, y], ...] vertices in the scatter's coordinates (each axis scaled to [0, 1], y
+                up), at least 3.
+
+        Returns:
+            The dataset indices selected (also :attr:`selection`; the table gets a ``lasso`` column).
+        """
+        if self._plane is None:
+            raise ValueError("this audit has no embedding map (no embeddings were recorded)")
+        vertices = np.asarray(polygon, dtype=np.float64)
+        if vertices.ndim != 2 or vertices.shape[1] != 2 or len(vertices) < 3:
+            raise ValueError(f"polygon must be 3 or more [x, y] points; got shape {vertices.shape}")
+        inside = points_in_polygon(self._plane, vertices)
+        self.selection = self._df["index"].to_numpy()[inside].astype(np.int64)
+        self._df["lasso"] = inside
+        if "lasso" not in [c["name"] for c in self.columns]:
+            self.columns = [*self.columns, {"name": "lasso", "kind": "bool"}]
+        rows = self._df[inside]
+        correct = rows["correct"].dropna()
+        counts = rows["label_name"].value_counts()
+        self.lasso = {
+            "count": int(inside.sum()),
+            "accuracy": float(correct.mean()) if len(correct) else None,
+            "rest_accuracy": _jsonable(self._df.loc[~inside, "correct"].dropna().mean()),
+            "classes": [[str(k), int(v)] for k, v in counts.head(4).items()],
+        }
+        with self.hold_sync():
+            self.filters = [{"column": "lasso", "op": "==", "value": "true"}]
+            self.page = 0
+        return self.selection
+
+    def _send_thumb(self, position: int) -> None:
+        """Answer a hover on the scatter: the point's thumbnail (JPEG bytes) and caption."""
+        if not 0 <= position < len(self._df):
+            return
+        row = self._df.iloc[position]
+        index = int(row["index"])
+        label, pred = _jsonable(row.get("label_name")), _jsonable(row.get("predicted_name"))
+        content = {
+            "event": "thumb",
+            "position": int(position),
+            "index": index,
+            "caption": f"#{index} {label or '?'} → {pred}",
+            "correct": _jsonable(row.get("correct")),
+        }
+        self.send(content, buffers=[self.report.thumbnail(index) or b""])
+
+    # -- confusion, slices, comparison ------------------------------------------------------------------
+    def _confusion(self) -> dict[str, Any]:
+        matrix = self.report.confusion()
+        if matrix.empty:
+            return {}
+        pairs = self.report.confusion_pairs(examples=0).head(12)
+        small = len(matrix) <= MAX_MATRIX
+        return {
+            "names": [str(n) for n in matrix.index],
+            "counts": matrix.to_numpy().astype(int).tolist() if small else None,
+            "pairs": [
+                {
+                    "label": str(r.label_name),
+                    "predicted": str(r.predicted_name),
+                    "count": int(r.count),
+                    "share": float(r.share),
+                }
+                for r in pairs.itertuples()
+            ],
+        }
+
+    def _add_slice_column(self) -> None:
+        """Column ``slice``: the rank (1 = worst) of the listed slice an image belongs to, else missing."""
+        import pandas as pd
+
+        ranks = np.full(len(self._df), np.nan)
+        for k, s in enumerate(self.slices):
+            ranks[[self._position[int(i)] for i in s.indices]] = k + 1
+        self._df["slice"] = pd.array([None if np.isnan(v) else int(v) for v in ranks], dtype="Int64")
+
+    def _slice_items(self) -> list[dict[str, Any]]:
+        out = []
+        probability = self._df["probability"].to_numpy()
+        correct = self._df["correct"].to_numpy(dtype=object)
+        for k, s in enumerate(self.slices):
+            pos = np.array([self._position[int(i)] for i in s.indices])
+            wrong = pos[[correct[p] is False or correct[p] is np.False_ for p in pos]]
+            shown = wrong if len(wrong) else pos
+            typical = int(self._df["index"].iloc[shown[int(np.nanargmax(probability[shown]))]])
+            out.append(
+                {
+                    "id": k + 1,
+                    "label_name": s.label_name,
+                    "size": int(s.size),
+                    "accuracy": float(s.accuracy),
+                    "baseline": float(s.baseline_accuracy),
+                    "description": s.description,
+                    "map": _levels(s.mean_map),
+                    "h": int(s.mean_map.shape[0]),
+                    "w": int(s.mean_map.shape[1]),
+                    "thumb": self.report.thumbnail(typical) or b"",
+                    "index": typical,
+                }
+            )
+        return out
+
+    def _add_comparison_columns(self) -> None:
+        """``predicted_<b>``, ``correct_<b>``, ``agree``, ``map_disagreement`` from the comparison."""
+        comparison = self.comparison
+        per_image = comparison.per_image()
+        _, b = comparison.names
+        joined = self._df[["index"]].join(per_image, on="index")
+        for column in (f"predicted_{b}", f"correct_{b}", "agree", "map_disagreement"):
+            self._df[column] = joined[column].to_numpy()
+        self._df["agree"] = self._df["agree"].astype("boolean")
+        self._df[f"correct_{b}"] = self._df[f"correct_{b}"].astype("boolean")
+
+    def _compare_classes(self) -> list[dict[str, Any]]:
+        a, b = self.comparison.names
+        rows = []
+        for name, r in self.comparison.per_class().iterrows():
+            rows.append(
+                {
+                    "name": str(name),
+                    "images": int(r["images"]),
+                    "accuracy_a": float(r[f"accuracy_{a}"]),
+                    "accuracy_b": float(r[f"accuracy_{b}"]),
+                    "agreement": float(r["agreement"]),
+                    "map_disagreement": _jsonable(r["map_disagreement"]),
+                }
+            )
+        return rows
+
     # -- table ----------------------------------------------------------------------------------------
     def _kind(self, column: str) -> str:
         import pandas as pd
@@ -429,6 +696,10 @@ class AuditExplorer(anywidget.AnyWidget):
         start = self.page * self.page_size
         self.items = [self._card(int(p)) for p in self._order[start : start + self.page_size]]
         self.message = "; ".join(problems)
+        if self.scatter_n:
+            shown = np.zeros(len(self._df), dtype=bool)
+            shown[self._order] = True
+            self.scatter_shown = np.packbits(shown, bitorder="little").tobytes()
 
     def _card(self, position: int) -> dict[str, Any]:
         row = self._df.iloc[position]
@@ -460,6 +731,17 @@ class AuditExplorer(anywidget.AnyWidget):
         maps = self.report.maps([index], normalized=True)
         card["map"], card["map_h"], card["map_w"] = _levels(maps[0]), int(maps.shape[1]), int(maps.shape[2])
         card["caption"] = f"#{index} {label or '?'} → {pred}"
+        if self.comparison is not None and _jsonable(row.get("agree")) is not None:
+            a, b = self.comparison.names
+            other = self.comparison.b.maps([index], normalized=True)
+            card["map_b"], card["map_b_h"], card["map_b_w"] = (
+                _levels(other[0]),
+                int(other.shape[1]),
+                int(other.shape[2]),
+            )
+            pred_b = _jsonable(row.get(f"predicted_{b}"))
+            card["caption"] = f"#{index} {label or '?'} → {a}: {pred} | {b}: {pred_b}"
+            card["correct_b"] = _jsonable(row.get(f"correct_{b}"))
         chance = f" ({100 * prob:.1f}%)" if prob is not None else ""
         card["title"] = f"#{index}: label {label or 'unknown'}, predicted {pred}{chance}"
         box = row.get("object_box") if "object_box" in self._df.columns else None
@@ -481,7 +763,19 @@ class AuditExplorer(anywidget.AnyWidget):
         if not isinstance(content, dict):
             return
         if content.get("event") == "open":
+            if "position" in content:  # a point of the scatter: its table row
+                position = int(content["position"])
+                if 0 <= position < len(self._df):
+                    self.open_image(int(self._df["index"].iloc[position]))
+                return
             self.open_image(int(content["index"]))
+        elif content.get("event") == "hover":
+            self._send_thumb(int(content["position"]))
+        elif content.get("event") == "lasso":
+            try:
+                self.select_polygon(content.get("polygon") or [])
+            except ValueError as exc:
+                self.message = f"lasso ignored: {exc}"
         elif content.get("event") == "test":
             try:
                 self.test_finding(int(content["finding"]))
@@ -529,6 +823,7 @@ class AuditExplorer(anywidget.AnyWidget):
             raise KeyError(f"dataset index {index} is not in this audit")
         self.selected = index
         row = self._df.iloc[self._position[index]]
+        self.focus = self._focus(index, row)
         self._close_explorer()
         if _jsonable(row["error"]) is not None:
             self._show_detail(self._caption(index, row))
@@ -570,6 +865,37 @@ class AuditExplorer(anywidget.AnyWidget):
         self.explorer = explorer
         self._show_detail(self._caption(index, row, note), explorer)
         return explorer
+
+    def _focus(self, index: int, row: Any) -> dict[str, Any]:
+        """The opened image for the focus panel: its predicted-class map and, when misclassified, its
+        true-class map, with their error-understanding confidence paths when recorded."""
+        if _jsonable(row.get("error")) is not None:
+            return {}
+        report = self.report
+        label, pred = _jsonable(row.get("label_name")), _jsonable(row.get("predicted_name"))
+        predicted = report.maps([index], which="predicted")[0]
+        out: dict[str, Any] = {
+            "index": index,
+            "label_name": label,
+            "predicted_name": pred,
+            "probability": _jsonable(row.get("probability")),
+            "thumb": report.thumbnail(index) or b"",
+            "h": int(predicted.shape[0]),
+            "w": int(predicted.shape[1]),
+            "predicted_map": _levels(predicted),
+            "true_map": b"",
+            "predicted_path": b"",
+            "true_path": b"",
+            "kept": [],
+        }
+        if label is not None and label != pred:
+            out["true_map"] = _levels(report.maps([index], which="true")[0])
+            curves = report.confidence_paths(index)
+            if curves is not None:
+                out["kept"] = [round(float(v), 5) for v in curves["kept"]]
+                out["true_path"] = curves["true"].astype("<f4").tobytes()
+                out["predicted_path"] = curves["predicted"].astype("<f4").tobytes()
+        return out
 
     def _show_detail(self, *children: Any) -> None:
         """Show ``children`` under the gallery; close what they replace (a caption, an explorer), so

@@ -9,6 +9,7 @@ dataset; shortcut findings (:mod:`camwidget.audit.shortcuts`) and their counterf
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import warnings
@@ -26,7 +27,9 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from camwidget.audit.comparison import Comparison
     from camwidget.audit.counterfactual import Counterfactual
+    from camwidget.audit.slices import Slice
 
 __all__ = ["AuditReport", "Shortcut", "Shortcuts"]
 
@@ -93,6 +96,9 @@ class AuditReport:
         self._columns += [region_column(r) for r in self.regions]
         self._table: dict[str, np.ndarray] | None = None
         self._maps: np.ndarray | None = None
+        self._true_maps: np.ndarray | None = None
+        self._vector_cache: dict[str, np.ndarray] = {}  # "embedding", "logits": (N, D) decoded once
+        self._derived: dict[str, Any] = {}  # computed once: method -> (N, 2) map, "slices:k:seed" -> slices
 
     @classmethod
     def load(
@@ -150,6 +156,13 @@ class AuditReport:
         """The explained layer's name."""
         return str(self.settings["layer"])
 
+    @property
+    def target(self) -> str | None:
+        """The name of the score the stored maps explain (``audit(target=...)``), e.g. "sigmoid of class
+        3"; None: each image's predicted class."""
+        value = self.settings.get("target")
+        return None if value is None else str(value)
+
     def __len__(self) -> int:
         return len(self.table()["idx"])
 
@@ -161,13 +174,18 @@ class AuditReport:
         acc = float(np.nanmean(ok)) if np.isfinite(ok).any() else float("nan")
         return (
             f"AuditReport({self.path!r}: {n} images, {errors} errors, accuracy {acc:.1%}, method "
-            f"{self.method!r} at {self.layer!r}, regions {list(self.regions)})"
+            f"{self.method!r} at {self.layer!r}"
+            + (f", target {self.target!r}" if self.target is not None else "")
+            + f", regions {list(self.regions)})"
         )
 
     def refresh(self) -> AuditReport:
         """Re-read the store (after more rows were written); returns self."""
         self._table = None
         self._maps = None
+        self._true_maps = None
+        self._vector_cache.clear()
+        self._derived.clear()
         return self
 
     def close(self) -> None:
@@ -299,8 +317,13 @@ class AuditReport:
         return df[df[col] >= threshold].sort_values(col, ascending=False, kind="stable")
 
     # -- maps -----------------------------------------------------------------------------------------
-    def _all_maps(self) -> np.ndarray:
-        """(N, h, w) float32 signed raw maps in index order (zeros for error rows), resized to one shape."""
+    def _all_maps(self, which: str = "predicted") -> np.ndarray:
+        """(N, h, w) float32 signed raw maps in index order (zeros for error rows), resized to one shape.
+
+        ``which="true"``: the true class's map where one was stored (misclassified images), else the
+        prediction's (for a correct image they are the same map), zeros where the label is unknown."""
+        if which not in ("predicted", "true"):
+            raise ValueError(f"which must be 'predicted' or 'true', got {which!r}")
         if self._maps is None:
             rows = self._store.read(["map", "map_h", "map_w", "map_scale"])
             shapes = [(h, w) for _, h, w, _ in rows if h]
@@ -308,18 +331,20 @@ class AuditReport:
                 self._maps = np.zeros((len(rows), 1, 1), dtype=np.float32)
                 return self._maps
             h, w = max(set(shapes), key=shapes.count)
-            out = np.zeros((len(rows), h, w), dtype=np.float32)
-            for i, (blob, mh, mw, scale) in enumerate(rows):
-                if blob is None:
-                    continue
-                m = np.frombuffer(blob, dtype=np.float16).reshape(mh, mw).astype(np.float32) * float(
-                    scale or 0
-                )
-                if (mh, mw) != (h, w):
-                    m = _resize(m, (h, w))
-                out[i] = m
-            self._maps = out
-        return self._maps
+            self._maps = _decode_maps(rows, (h, w))
+        if which == "predicted":
+            return self._maps
+        if self._true_maps is None:
+            rows = self._store.read(["true_map", "map_h", "map_w", "true_map_scale"])
+            h, w = self._maps.shape[1:]
+            stored = _decode_maps(rows, (h, w))
+            has = np.array([r[0] is not None for r in rows], dtype=bool)
+            t = self.table()
+            known = np.isfinite(t["label"]) & (t["label"] == t["predicted"])
+            self._true_maps = np.where(
+                has[:, None, None], stored, np.where(known[:, None, None], self._maps, 0)
+            )
+        return self._true_maps
 
     def maps_shape(self) -> tuple[int, int]:
         """(h, w) of the stored maps: the explained layer's resolution (the most common one)."""
@@ -332,6 +357,7 @@ class AuditReport:
         *,
         normalized: bool = True,
         size: tuple[int, int] | None = None,
+        which: str = "predicted",
     ) -> np.ndarray:
         """Stored maps of the images with dataset indices ``indices`` (default all, in index order).
 
@@ -340,11 +366,15 @@ class AuditReport:
             normalized: True (default): ReLU then min-max to [0, 1], as the explainer shows them; False:
                 the signed raw maps.
             size: (H, W) to resize to (bilinear), e.g. ``report.image_size``; default the layer's (h, w).
+            which: "predicted" (default): the map of the class the model predicted (what the audit
+                explains for every image); "true": the map of the image's true class (label), which the
+                audit also made for every misclassified image (for a correct image it is the same map;
+                all zeros where the label is unknown).
 
         Returns:
             (n, h, w) float32 array (all zeros for error rows).
         """
-        maps = self._all_maps()
+        maps = self._all_maps(which)
         if indices is not None:
             pos = self._positions(indices)
             maps = maps[pos]
@@ -597,6 +627,477 @@ class AuditReport:
         from camwidget.audit.counterfactual import run_counterfactual
 
         return run_counterfactual(self, shortcut, model, limit=limit, fill=fill, examples=examples)
+
+    # -- what the model saw: embeddings and logits ------------------------------------------------------
+    def _vectors(self, column: str) -> np.ndarray:
+        if column not in self._vector_cache:
+            if column == "embedding":
+                rows = self._store.read(["embedding", "embedding_scale"])
+                blobs, scales = [r[0] for r in rows], [r[1] for r in rows]
+                self._vector_cache[column] = _decode_vectors(blobs, scales, "<f2")
+            else:
+                blobs = [r[0] for r in self._store.read([column])]
+                self._vector_cache[column] = _decode_vectors(blobs, None, "<f4")
+        return self._vector_cache[column]
+
+    def has_embeddings(self) -> bool:
+        """Whether the store holds penultimate embeddings (every audit since store schema 2 does)."""
+        return self._vectors("embedding").shape[1] > 0
+
+    def embeddings(self, indices: Sequence[int] | None = None) -> np.ndarray:
+        """The penultimate embeddings the audit recorded (the input of the model's last linear layer,
+        see :mod:`camwidget.audit.embedding`; ``report.embedding_source`` says which layer).
+
+        Args:
+            indices: dataset indices (default all, in index order).
+
+        Returns:
+            (n, D) float32 (stored as float16), NaN rows for error rows.
+        """
+        values = self._vectors("embedding")
+        return values if indices is None else values[self._positions(indices)]
+
+    @property
+    def embedding_source(self) -> dict[str, Any] | None:
+        """Where the embeddings come from: ``{"layer", "kind" ("linear input" or "pooled activations"),
+        "dim"}``, or None."""
+        return self._store.get_meta("embedding")
+
+    def logits(self, indices: Sequence[int] | None = None) -> np.ndarray:
+        """The full logit vectors the audit recorded: (n, K) float32, NaN rows for error rows."""
+        values = self._vectors("logits")
+        return values if indices is None else values[self._positions(indices)]
+
+    def _with_embedding(self) -> np.ndarray:
+        """Positions of the rows that have an embedding (not error rows)."""
+        emb = self._vectors("embedding")
+        if emb.shape[1] == 0:
+            raise ValueError(
+                f"the store {self.path!r} holds no embeddings (no audited image, or every row is an error "
+                "row); slices and the embedding map need the audit's penultimate embeddings"
+            )
+        return np.flatnonzero(np.isfinite(emb).all(axis=1))
+
+    def embedding(self, method: str = "pca") -> np.ndarray:
+        """Every audited image as a point on a plane, from its penultimate embedding.
+
+        Computed once (:func:`camwidget.audit.slices.embedding_2d`) and kept in the store with a digest of
+        the rows it used, so a resumed or reloaded audit reads it back; recomputed when rows were added.
+        A store that cannot be written (read-only media) keeps it in memory only.
+
+        Args:
+            method: "pca" (default; deterministic) or "umap" (needs ``umap-learn``).
+
+        Returns:
+            (N, 2) float32 coordinates in index order; NaN for error rows.
+        """
+        from camwidget.audit.slices import embedding_2d
+
+        if method not in self._derived:
+            positions = self._with_embedding()
+            idx = self.table()["idx"][positions]
+            digest = hashlib.sha1(np.ascontiguousarray(idx, dtype="<i8").tobytes()).hexdigest()
+            key = f"embedding_2d:{method}"
+            kept = self._store.get_derived(key, digest)
+            if kept is not None and len(kept) == 8 * len(positions):
+                points = np.frombuffer(kept, dtype="<f4").reshape(-1, 2)
+            else:
+                points = embedding_2d(self._vectors("embedding")[positions], method).astype("<f4")
+                self._keep(key, digest, points.tobytes())
+            plane = np.full((len(self.table()["idx"]), 2), np.nan, dtype=np.float32)
+            plane[positions] = points
+            self._derived[method] = plane
+        return self._derived[method]
+
+    def _keep(self, key: str, digest: str, value: bytes) -> None:
+        """Keep a derived result in the store (through a short-lived writer when this report reads a file
+        read-only); silently in memory only where the file cannot be written."""
+        import sqlite3
+
+        from camwidget.audit.store import UnusableStore
+
+        if not self._store.readonly:
+            self._store.set_derived(key, digest, value)
+            return
+        try:
+            with AuditStore(self.path) as writer:
+                writer.set_derived(key, digest, value)
+        except (UnusableStore, sqlite3.Error, OSError):
+            pass
+
+    # -- slices -----------------------------------------------------------------------------------------
+    def region_masks(self, shape: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
+        """The named regions at the maps' resolution: ``{name: (h, w) float32}``, each cell's share of
+        its area inside the region's box (a mask region: its bounding box), 0..1.
+
+        Args:
+            shape: (h, w); default :meth:`maps_shape`.
+        """
+        h, w = shape or self.maps_shape()
+        size = self.image_size or (h, w)
+        out: dict[str, np.ndarray] = {}
+        for name, desc in self.regions.items():
+            box = desc.get("box") or desc.get("bbox")
+            if box is None:
+                continue
+            x0, y0, x1, y1 = (float(v) for v in box)
+
+            def cover(lo: float, hi: float, n: int, full: float) -> np.ndarray:
+                edges = np.arange(n + 1) * (full / n)
+                return np.clip(np.minimum(edges[1:], hi) - np.maximum(edges[:-1], lo), 0, None) / (full / n)
+
+            out[name] = np.outer(cover(y0, y1, h, size[0]), cover(x0, x1, w, size[1])).astype(np.float32)
+        return out
+
+    def slices(self, k: int | None = None, *, seed: int = 0) -> list[Slice]:
+        """Coherent groups of images the model gets wrong more often than the rest of their true class,
+        found without any group labels (:func:`camwidget.audit.slices.find_slices`, on the stored
+        penultimate embeddings, maps, labels and predictions; no model needed).
+
+        Args:
+            k: clusters per class; None (default) picks one from the class's size.
+            seed: the clustering's random starts (the same seed gives the same slices).
+
+        Returns:
+            :class:`~camwidget.audit.slices.Slice` list, worst first: ``.indices`` (dataset indices),
+            ``.size``, ``.accuracy``, ``.baseline_accuracy`` (the rest of the class), ``.mean_map`` (at
+            the maps' resolution), ``.description`` naming the class, the prediction, where the maps
+            concentrate and a named region when one matches.
+        """
+        from camwidget.audit.slices import find_slices
+
+        key = f"slices:{k}:{seed}"
+        if key in self._derived:  # found once per report (refresh() forgets them)
+            return list(self._derived[key])
+        t = self.table()
+        positions = self._with_embedding()
+        usable = np.isfinite(t["label"][positions]) & np.isfinite(t["predicted"][positions])
+        positions = positions[usable]
+        if len(positions) == 0:
+            return []
+        found = find_slices(
+            self._vectors("embedding")[positions],
+            self._all_maps()[positions],
+            t["label"][positions].astype(np.int64),
+            t["predicted"][positions].astype(np.int64),
+            indices=t["idx"][positions],
+            k=k,
+            class_names=self.class_names,
+            regions=self.region_masks(),
+            seed=seed,
+        )
+        self._derived[key] = found
+        return list(found)
+
+    # -- mistakes ---------------------------------------------------------------------------------------
+    def confusion(self) -> pd.DataFrame:
+        """The confusion matrix: counts of images per (true class, predicted class), error rows and
+        unlabelled images left out. Rows are true classes, columns predicted classes, both by name, over
+        the classes that occur as a label or a prediction (in class order)."""
+        from camwidget.audit.confusion import confusion_matrix
+
+        pd = _pandas()
+        labels, predictions, _ = self._labelled()
+        matrix, classes = confusion_matrix(labels, predictions)
+        names = [str(self._name(k)) for k in classes]
+        return pd.DataFrame(
+            matrix,
+            index=pd.Index(names, name="label"),
+            columns=pd.Index(names, name="predicted"),
+        )
+
+    def confusion_pairs(self, examples: int = 6) -> pd.DataFrame:
+        """The (label, prediction) pairs the model confuses, most frequent first.
+
+        Args:
+            examples: dataset indices kept per pair, the most confident mistakes first. Default 6.
+
+        Returns:
+            One row per off-diagonal pair with at least one image: ``label``, ``label_name``,
+            ``predicted``, ``predicted_name``, ``count``, ``share`` (of the label's labelled images, 0..1),
+            ``examples`` (list of dataset indices).
+        """
+        from camwidget.audit.confusion import confused_pairs
+
+        pd = _pandas()
+        labels, predictions, positions = self._labelled()
+        t = self.table()
+        rows = []
+        for pair in confused_pairs(labels, predictions, t["probability"][positions], examples):
+            rows.append(
+                {
+                    "label": pair.label,
+                    "label_name": self._name(pair.label),
+                    "predicted": pair.predicted,
+                    "predicted_name": self._name(pair.predicted),
+                    "count": pair.count,
+                    "share": pair.share,
+                    "examples": [int(i) for i in t["idx"][positions][pair.members]],
+                }
+            )
+        columns = ["label", "label_name", "predicted", "predicted_name", "count", "share", "examples"]
+        return pd.DataFrame(rows, columns=columns)
+
+    def _labelled(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(labels, predictions, positions) of the rows with a label and a prediction (no error rows)."""
+        t = self.table()
+        ok = ~t["error_flag"] & np.isfinite(t["label"]) & np.isfinite(t["predicted"])
+        positions = np.flatnonzero(ok)
+        return t["label"][positions].astype(np.int64), t["predicted"][positions].astype(np.int64), positions
+
+    def error_understanding(
+        self, *, model: nn.Module | None = None, ranges: Sequence[float] = (0.25, 0.5, 0.75, 1.0)
+    ) -> pd.DataFrame:
+        """Error understanding ("Less is More", ICLR 2024) of the misclassified images, per true class
+        and overall, with the map of the **true** class and with the map of the **predicted** class.
+
+        On an image the model gets wrong, does the map find the evidence for the true class? Pixels
+        ranked by the map are kept on a black substrate, 4% at a time, and the true class's softmax is
+        followed along that path (:func:`camwidget.metrics.error_understanding`). The audit records
+        those curves with ``metrics=(..., "error_understanding")``; otherwise pass ``model=`` (and let
+        the report know the dataset) to compute them now from the stored maps.
+
+        Args:
+            model: the audited model, to compute the figures when the audit did not record them.
+            ranges: the shares p of pixels for the average highest confidence. Default 25/50/75/100%.
+
+        Returns:
+            A DataFrame indexed by (``class``: the true class's name or "all", ``map``: "true" or
+            "predicted"), with ``images`` (misclassified images), ``average_highest_confidence@<p>``
+            (0..1), ``area_at_highest@<p>`` (share of pixels kept where the maximum occurs, 0..1) per
+            range, and ``insertion_auc`` (of the true class, 0..1).
+
+        Raises:
+            ValueError: no curves were recorded and no model was given (or the dataset is unknown).
+        """
+        import torch
+
+        from camwidget.metrics.error_understanding import ErrorUnderstanding
+
+        pd = _pandas()
+        t = self.table()
+        result = self._recorded_error_understanding(tuple(ranges)) if model is None else None
+        if result is None:
+            if model is None:
+                raise ValueError(
+                    "this audit did not record error understanding; pass model= (the audited model, and "
+                    "the dataset if the report does not know it) to compute it now from the stored maps, "
+                    "or audit with metrics=('energy', 'error_understanding')"
+                )
+            result = self._compute_error_understanding(model, tuple(ranges))
+        eu, positions = result
+        assert isinstance(eu, ErrorUnderstanding)
+        m = len(positions)
+        labels = t["label"][positions].astype(np.int64)
+        rows, index = [], []
+        groups = [(str(self._name(c)), np.flatnonzero(labels == c)) for c in sorted(set(labels.tolist()))]
+        for name, members in [*groups, ("all", np.arange(m))]:
+            for which, offset in (("true", 0), ("predicted", m)):
+                chosen = torch.as_tensor(members + offset, dtype=torch.long)
+                rows.append({"images": len(members), **eu.summary_of(chosen)})
+                index.append((name, which))
+        return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["class", "map"]))
+
+    # -- two models, and the shareable report ---------------------------------------------------------
+    def compare(self, other: AuditReport, *, names: tuple[str, str] = ("a", "b")) -> Comparison:
+        """Compare this audit with ``other``, another model's audit of the same dataset: where their
+        predictions and their maps disagree, per image and per true class (no model needed).
+
+        See :class:`camwidget.audit.comparison.Comparison` (``per_image()``, ``per_class()``,
+        ``summary()``); ``AuditExplorer(report, compare=other)`` shows the two maps side by side.
+
+        Args:
+            other: the other audit (same data fingerprint).
+            names: what to call the two models in the tables. Default ("a", "b").
+        """
+        from camwidget.audit.comparison import compare_reports
+
+        if not isinstance(other, AuditReport):
+            raise TypeError(f"other must be an AuditReport, got {type(other).__name__}")
+        return compare_reports(self, other, names)
+
+    def export_json(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        shortcuts: Shortcuts | None = None,
+        model: nn.Module | None = None,
+        examples: int = 6,
+        slices: int = 8,
+    ) -> Path:
+        """Write the audit's findings as JSON for a reviewer who does not run Python: the class mean maps,
+        the shortcut findings with examples and flip rates (when tested), the confusion matrix and pairs,
+        the slices and the error-understanding table (see :mod:`camwidget.audit.export`).
+
+        Args:
+            path: the file to write.
+            shortcuts: the findings (e.g. ``report.shortcuts(model=model)``); default computed here,
+                tested when ``model`` is given and the dataset is known.
+            model: the audited model (tests the findings; computes error understanding if not recorded).
+            examples: example dataset indices per finding, pair and slice. Default 6.
+            slices: slices reported, worst first. Default 8.
+
+        Returns:
+            The path written.
+        """
+        from camwidget.audit.export import collect, write_json
+
+        data = collect(self, shortcuts=shortcuts, model=model, examples=examples, slices=slices)
+        return write_json(data, path)
+
+    def export_html(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        shortcuts: Shortcuts | None = None,
+        model: nn.Module | None = None,
+        examples: int = 6,
+        slices: int = 8,
+    ) -> Path:
+        """Write ONE self-contained HTML page of the audit (images embedded as data URIs, inline style, no
+        script and nothing fetched from the network): the class mean maps, the shortcut findings with
+        examples and flip rates, the confusion matrix and the most confused pairs, the slices, and the
+        error-understanding table. The arguments are those of :meth:`export_json`.
+
+        Returns:
+            The path written.
+        """
+        from camwidget.audit.export import collect, write_html
+
+        data = collect(self, shortcuts=shortcuts, model=model, examples=examples, slices=slices)
+        return write_html(self, data, path)
+
+    def confidence_paths(self, index: int) -> dict[str, np.ndarray] | None:
+        """The error-understanding confidence paths the audit recorded for misclassified image ``index``:
+        ``{"kept": (S,) share of pixels kept, "true": (S,) true-class probability with the pixels the
+        TRUE class's map ranks first, "predicted": (S,) the same with the PREDICTED class's map}``, or
+        None (a correct image, or an audit without ``"error_understanding"``)."""
+        meta = self._store.get_meta("error_understanding")
+        rows = self._store.read(["eu_true_path", "eu_predicted_path"], "WHERE idx = ?", (int(index),))
+        if meta is None or not rows or rows[0][0] is None:
+            return None
+        return {
+            "kept": np.asarray(meta["kept"], dtype=np.float32),
+            "true": np.frombuffer(rows[0][0], dtype="<f4").copy(),
+            "predicted": np.frombuffer(rows[0][1], dtype="<f4").copy(),
+        }
+
+    def _recorded_error_understanding(self, ranges: tuple[float, ...]) -> tuple[Any, np.ndarray] | None:
+        import torch
+
+        from camwidget.metrics.error_understanding import ErrorUnderstanding
+
+        meta = self._store.get_meta("error_understanding")
+        if meta is None or "eu_true_path" not in self._store.columns():
+            return None
+        rows = self._store.read(
+            ["eu_true_path", "eu_true_insertion", "eu_predicted_path", "eu_predicted_insertion"]
+        )
+        positions = np.array([i for i, r in enumerate(rows) if r[0] is not None], dtype=np.int64)
+        steps = int(meta["steps"])
+        if len(positions) == 0:  # no mistake (or none yet): a table of zero images
+            return _no_error_understanding(steps, ranges), positions
+        curves = [
+            _decode_vectors([rows[i][c] for i in positions], None, "<f4") for c in range(4)
+        ]  # true path, true insertion, predicted path, predicted insertion
+        t = self.table()
+        labels = torch.as_tensor(t["label"][positions].astype(np.int64)).repeat(2)
+        predictions = torch.as_tensor(t["predicted"][positions].astype(np.int64)).repeat(2)
+        eu = ErrorUnderstanding(
+            path=torch.from_numpy(np.concatenate([curves[0], curves[2]])),
+            kept=torch.tensor(meta["kept"], dtype=torch.float32),
+            insertion=torch.from_numpy(np.concatenate([curves[1], curves[3]])),
+            labels=labels,
+            predictions=predictions,
+            ranges=ranges,
+            steps=steps,
+        )
+        return eu, positions
+
+    def _compute_error_understanding(
+        self, model: nn.Module, ranges: tuple[float, ...]
+    ) -> tuple[Any, np.ndarray]:
+        import torch
+
+        from camwidget.engine.batching import model_device
+        from camwidget.metrics.error_understanding import error_understanding
+
+        t = self.table()
+        labels, predictions, positions = self._labelled()
+        positions = positions[labels != predictions]
+        if len(positions) == 0:
+            return _no_error_understanding(25, ranges), positions
+        idx = t["idx"][positions]
+        x = self.inputs(idx)
+        size = tuple(x.shape[-2:])
+        maps = np.concatenate(
+            [self.maps(idx, size=size, which="true"), self.maps(idx, size=size, which="predicted")]
+        )
+        channels = x.shape[1]
+        mean = self.display.get("mean") or (0.0,) * channels
+        std = self.display.get("std") or (1.0,) * channels
+        device = model_device(model)
+        truth = t["label"][positions].astype(np.int64).tolist() * 2
+        eu = error_understanding(
+            model,
+            torch.cat([x, x]).to(device),
+            truth,
+            torch.from_numpy(maps).to(device),
+            mean=mean,
+            std=std,
+            ranges=ranges,
+        )
+        return eu, positions
+
+
+def _no_error_understanding(steps: int, ranges: tuple[float, ...]) -> Any:
+    """The error-understanding figures of no image (their summaries are NaN)."""
+    import torch
+
+    from camwidget.metrics.error_understanding import ErrorUnderstanding
+
+    empty = torch.zeros(0, dtype=torch.long)
+    return ErrorUnderstanding(
+        path=torch.zeros(0, steps - 1),
+        kept=torch.zeros(steps - 1),
+        insertion=torch.zeros(0, 2),
+        labels=empty,
+        predictions=empty,
+        ranges=ranges,
+        steps=steps,
+    )
+
+
+def _decode_maps(rows: Sequence[tuple[Any, ...]], shape: tuple[int, int]) -> np.ndarray:
+    """Rows of (float16 blob, h, w, scale) -> (N, *shape) float32 maps (zeros where the blob is NULL)."""
+    out = np.zeros((len(rows), *shape), dtype=np.float32)
+    for i, (blob, mh, mw, scale) in enumerate(rows):
+        if blob is None:
+            continue
+        m = np.frombuffer(blob, dtype=np.float16).reshape(mh, mw).astype(np.float32) * float(scale or 0)
+        out[i] = m if (mh, mw) == tuple(shape) else _resize(m, shape)
+    return out
+
+
+def _decode_vectors(blobs: Sequence[Any], scales: Sequence[Any] | None, dtype: str) -> np.ndarray:
+    """Blobs of one vector each (``dtype`` "<f2" or "<f4", times ``scales`` when given) -> (N, D)
+    float32, NaN rows where the blob is NULL; (N, 0) when none is stored."""
+    sizes = {len(b) for b in blobs if b is not None}
+    width = np.dtype(dtype).itemsize
+    if not sizes:
+        return np.zeros((len(blobs), 0), dtype=np.float32)
+    if len(sizes) > 1:
+        raise ValueError(f"the stored vectors have different lengths ({sorted(s // width for s in sizes)})")
+    d = sizes.pop() // width
+    present = np.array([b is not None for b in blobs], dtype=bool)
+    out = np.full((len(blobs), d), np.nan, dtype=np.float32)
+    joined = b"".join(b for b in blobs if b is not None)
+    values = np.frombuffer(joined, dtype=dtype).reshape(-1, d).astype(np.float32)
+    if scales is not None:
+        s = np.array([0.0 if v is None else v for v, p in zip(scales, present, strict=True) if p])
+        values *= s.astype(np.float32)[:, None]
+    out[present] = values
+    return out
 
 
 def _check_fraction(value: float, name: str) -> None:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import numbers
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -51,6 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from camwidget.audit.dataset import Failed, Item, LoaderSpec, make_loader, resolve_dataset
+from camwidget.audit.embedding import PenultimateTap, find_penultimate
 from camwidget.audit.fingerprint import data_fingerprint, model_fingerprint
 from camwidget.audit.store import (
     AuditStore,
@@ -65,7 +67,8 @@ from camwidget.engine.explainer import Explainer
 from camwidget.engine.layers import default_layer, resolve_layer
 from camwidget.engine.normalize import finalize
 from camwidget.methods.registry import get_method
-from camwidget.metrics import energy_pointing_game, insertion_deletion
+from camwidget.metrics import energy_pointing_game, error_understanding, insertion_deletion
+from camwidget.targets import ClassIndex, DetectionBox, SegmentationClass, Similarity, Target, as_target
 
 if TYPE_CHECKING:
     from camwidget.audit.report import AuditReport
@@ -80,9 +83,14 @@ __all__ = [
     "shard_stores",
 ]
 
-METRICS: tuple[str, ...] = ("energy", "insertion", "deletion")
+METRICS: tuple[str, ...] = ("energy", "insertion", "deletion", "error_understanding")
 """What ``metrics=`` may ask for: "energy" (energy share in each region and in the object box or mask,
-i.e. the energy pointing game), "insertion" and "deletion" (RISE AUCs, via :mod:`camwidget.metrics`)."""
+i.e. the energy pointing game), "insertion" and "deletion" (RISE AUCs, via :mod:`camwidget.metrics`),
+"error_understanding" (for misclassified images, the true class's confidence path and insertion curve
+with the true class's map and with the prediction's, via :func:`camwidget.metrics.error_understanding`)."""
+
+EU_STEPS = 25
+"""Confidence-path resolution of the audit's error understanding (the benchmark's: 4% of pixels a step)."""
 
 Box = tuple[float, float, float, float]
 RegionSpec = Sequence[float] | torch.Tensor | np.ndarray
@@ -297,8 +305,15 @@ class _Auditor:
         insertion_deletion: Callable[..., Any] | None,
         shape: tuple[int, ...],
         commit_seconds: float,
+        tap: PenultimateTap | None = None,
+        error_understanding: Callable[..., Any] | None = None,
+        target: Target | None = None,
     ) -> None:
         self.explainer = explainer
+        self.target = target  # None: each image's predicted class
+        self.tap = tap
+        self.error_understanding = error_understanding
+        self.eu_kept: list[float] | None = None  # share of pixels kept along the confidence path
         self.empty_maps = 0  # images whose map carried no information (see camwidget.engine.diagnostics)
         self.empty_reason = ""
         self.model = explainer.model
@@ -330,14 +345,23 @@ class _Auditor:
             )
         return self._region_masks[key]
 
-    def explain(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw maps (N, h, w) and the logits (N, K) of the very forward pass that made them. Maps that carry
+    def explain(
+        self, x: torch.Tensor, target: object = None, *, record: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Raw maps (N, h, w) for ``target``, the logits (N, K) and, with ``record``, the penultimate
+        embeddings (N, D) (None without a tap) of the very forward pass that made them. Maps that carry
         no information (all zero, numerical noise) are counted, not warned about one batch at a time."""
-        raw, logits = self.explainer(x, raw=True, return_logits=True)
+        embedding = None
+        if self.tap is not None and record:
+            with self.tap.recording() as got:
+                raw, logits = self.explainer(x, target, raw=True, return_logits=True)
+            embedding = got.get("embedding")
+        else:
+            raw, logits = self.explainer(x, target, raw=True, return_logits=True)
         if self.explainer.last_warnings:
             self.empty_maps += int((torch.relu(raw).flatten(1).amax(dim=1) <= 0).sum())
             self.empty_reason = self.empty_reason or self.explainer.last_warnings[0]
-        return raw, logits
+        return raw, logits, embedding
 
     def rows(self, items: list[Item]) -> Iterator[Rows]:
         """Result rows for ``items``, in chunks; error rows for images that cannot be audited.
@@ -396,11 +420,22 @@ class _Auditor:
     def _group_rows(self, items: list[Item], x: torch.Tensor) -> Iterator[Rows]:
         n, _, h, w = x.shape
         region_masks = self.region_masks(h, w) if self.energy else None
-        raw, logits = self.explain(x)
+        raw, logits, embedding = self.explain(x, self.target)
         with torch.no_grad():
             probs = torch.softmax(logits, dim=1)
             prob, pred = probs.max(dim=1)
             maps = finalize(raw, (h, w))
+        # Misclassified images: the TRUE class (the label) is explained too, beside the prediction.
+        k = logits.shape[1]
+        labels = [it.label if it.label is not None and 0 <= it.label < k else -1 for it in items]
+        label_t = torch.tensor(labels, device=pred.device)
+        wrong = torch.nonzero((label_t >= 0) & (label_t != pred)).flatten()
+        true_raw = None
+        if len(wrong):
+            true_raw, _, _ = self.explain(
+                x[wrong], self._true_target([labels[i] for i in wrong.tolist()]), record=False
+            )
+        with torch.no_grad():
             cols: dict[str, list[Any]] = {}
             if self.energy:
                 assert region_masks is not None
@@ -419,11 +454,15 @@ class _Auditor:
                     cols["object_energy"] = [
                         e if o else float("nan") for e, o in zip(energy, has_object, strict=True)
                     ]
-            scale = raw.flatten(1).abs().amax(dim=1)
-            safe = torch.where(scale > 0, scale, torch.ones_like(scale))
-            blobs = (raw / safe.view(-1, 1, 1)).to(torch.float16).cpu().numpy()
+            blobs, scale_l = _half(raw)
+            true_blobs: dict[int, tuple[bytes, float]] = {}
+            if true_raw is not None:
+                t_blobs, t_scales = _half(true_raw)
+                true_blobs = {i: (t_blobs[j].tobytes(), t_scales[j]) for j, i in enumerate(wrong.tolist())}
+            emb_blobs, emb_scales = _half(embedding) if embedding is not None else (None, None)
+            logit_rows = logits.float().cpu().numpy().astype("<f4")
         thumbs = _thumbnails(x, self.thumbnail, self.mean, self.std) if self.thumbnail else [None] * n
-        pred_l, prob_l, scale_l = pred.cpu().tolist(), prob.cpu().tolist(), scale.cpu().tolist()
+        pred_l, prob_l = pred.cpu().tolist(), prob.cpu().tolist()
 
         def make(i: int) -> dict[str, Any]:
             it = items[i]
@@ -439,36 +478,117 @@ class _Auditor:
                 "map_h": int(raw.shape[1]),
                 "map_w": int(raw.shape[2]),
                 "map_scale": scale_l[i],
+                "logits": logit_rows[i].tobytes(),
                 "thumb": thumbs[i],
             }
+            if i in true_blobs:
+                row["true_map"], row["true_map_scale"] = true_blobs[i]
+            if emb_blobs is not None and emb_scales is not None:
+                row["embedding"], row["embedding_scale"] = emb_blobs[i].tobytes(), emb_scales[i]
             for key, values in cols.items():
                 row[key] = _nan_to_none(values[i])
             return row
 
-        if self.insertion_deletion is None:
+        if self.insertion_deletion is None and (self.error_understanding is None or true_raw is None):
             yield [make(i) for i in range(n)]
             return
         norm = {"mean": self.mean, "std": self.std} if self.mean is not None else {}
+        wrong_l = wrong.tolist()
+        true_maps = finalize(true_raw, (h, w)) if true_raw is not None else None
         start = 0
         while start < n:
             size = self._chunk(n - start)
             part = slice(start, start + size)
             began = time.perf_counter()
-            curves = self.insertion_deletion(
-                self.model, x[part], maps[part], target=pred[part], progress=self.on_metric_progress, **norm
-            )
+            chunk = [make(i) for i in range(start, start + size)]
+            if self.insertion_deletion is not None:
+                curves = self.insertion_deletion(
+                    self.model,
+                    x[part],
+                    maps[part],
+                    target=pred[part] if self.target is None else self.target,
+                    progress=self._progress("insertion/deletion"),
+                    **norm,
+                )
+                for metric in ("insertion", "deletion"):
+                    if metric in self.metrics:
+                        values = _as_list(getattr(curves, f"{metric}_auc"), size)
+                        for row, v in zip(chunk, values, strict=True):
+                            row[f"{metric}_auc"] = _nan_to_none(v)
+            mine = [j for j, i in enumerate(wrong_l) if start <= i < start + size]
+            if self.error_understanding is not None and true_maps is not None and mine:
+                self._understand(chunk, start, x, maps, true_maps, wrong_l, mine, labels)
             per_image = (time.perf_counter() - began) / size
             self._seconds_per_image = (
                 per_image if self._seconds_per_image is None else 0.5 * (self._seconds_per_image + per_image)
             )
-            chunk = [make(i) for i in range(start, start + size)]
-            for metric in ("insertion", "deletion"):
-                if metric in self.metrics:
-                    values = _as_list(getattr(curves, f"{metric}_auc"), size)
-                    for row, v in zip(chunk, values, strict=True):
-                        row[f"{metric}_auc"] = _nan_to_none(v)
             yield chunk
             start += size
+
+    def _true_target(self, labels: list[int]) -> object:
+        """What explains the true classes ``labels`` of misclassified images: their logits, or their
+        softmax probability / sigmoid when the audit's target is a ``Probability`` / ``Sigmoid``."""
+        if isinstance(self.target, ClassIndex) and self.target.explicit:
+            return ClassIndex(torch.tensor(labels, dtype=torch.long), self.target.kind, explicit=True)
+        return labels
+
+    def _progress(self, what: str) -> Callable[[int, int], None] | None:
+        report = self.on_metric_progress
+        if report is None:
+            return None
+        return lambda done, total: report(done, total, what)  # type: ignore[call-arg]
+
+    def _understand(
+        self,
+        chunk: Rows,
+        start: int,
+        x: torch.Tensor,
+        maps: torch.Tensor,
+        true_maps: torch.Tensor,
+        wrong: list[int],
+        mine: list[int],
+        labels: list[int],
+    ) -> None:
+        """Error understanding of the misclassified images ``wrong[mine]`` of this chunk, with the true
+        class's map and the prediction's, in one stream of forwards; the curves go into their rows."""
+        assert self.error_understanding is not None
+        positions = [wrong[j] for j in mine]
+        sel = torch.tensor(positions, device=x.device)
+        both = torch.cat([x[sel], x[sel]])
+        truth = [labels[i] for i in positions] * 2
+        channels = x.shape[1]
+        mean = self.mean if self.mean is not None else (0.0,) * channels  # black: input value 0
+        std = self.std if self.std is not None else (1.0,) * channels
+        result = self.error_understanding(
+            self.model,
+            both,
+            truth,
+            torch.cat([true_maps[torch.tensor(mine, device=x.device)], maps[sel]]),
+            steps=EU_STEPS,
+            mean=mean,
+            std=std,
+            progress=self._progress("error understanding"),
+        )
+        m = len(positions)
+        path = result.path.float().cpu().numpy().astype("<f4")
+        insertion = result.insertion.float().cpu().numpy().astype("<f4")
+        if self.eu_kept is None:
+            self.eu_kept = [float(v) for v in result.kept.cpu().tolist()]
+        for j, i in enumerate(positions):
+            row = chunk[i - start]
+            row["eu_true_path"], row["eu_true_insertion"] = path[j].tobytes(), insertion[j].tobytes()
+            row["eu_predicted_path"] = path[m + j].tobytes()
+            row["eu_predicted_insertion"] = insertion[m + j].tobytes()
+
+
+def _half(values: torch.Tensor) -> tuple[np.ndarray, list[float]]:
+    """(N, ...) float tensor -> (N, ...) float16 numpy rows scaled to [-1, 1], and the N scales (the
+    largest absolute value of each row, 0 for an all-zero one): value = float16 row * scale."""
+    flat = values.detach().float().flatten(1)
+    scale = flat.abs().amax(dim=1)
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+    half = (values.float() / safe.view(-1, *([1] * (values.ndim - 1)))).to(torch.float16).cpu().numpy()
+    return half, scale.cpu().tolist()
 
 
 def _first_line(exc: BaseException) -> str:
@@ -489,6 +609,52 @@ def _check_classes(names: Sequence[str] | None, num_classes: int) -> None:
             f"class_names has {len(names)} names but the model has {num_classes} outputs; pass one name "
             "per class (class_names=...). Nothing was written"
         )
+
+
+def _audit_target(target: object) -> Target | None:
+    """The audit's ``target=``: None (each image's predicted class), one class index for every image, a
+    :class:`~camwidget.targets.Target` or a callable ``f(output) -> Tensor[N]`` (:mod:`camwidget.targets`).
+
+    The audit explains a dataset in batches of its own choosing, so a target holding one entry per image
+    (N class indices, an (N, H, W) mask, N boxes, N reference embeddings) cannot follow the images and is
+    refused, as is anything else that is not a target.
+
+    Raises:
+        TypeError: not None, an int, a Target or a callable.
+        ValueError: a negative class index, or a per-image target.
+    """
+    if target is None:
+        return None
+    per_image = (
+        "the audit explains the dataset in batches of its own choosing, so a target must say the same "
+        "thing for every image: {what}"
+    )
+    if isinstance(target, Target) or (callable(target) and not isinstance(target, type)):
+        wanted = as_target(target, 1)
+        what = ""
+        if isinstance(wanted, ClassIndex) and wanted.classes is not None and wanted.classes.numel() > 1:
+            what = f"pass one class, not {wanted.classes.numel()}"
+        elif isinstance(wanted, SegmentationClass) and wanted.mask is not None and wanted.mask.ndim == 3:
+            what = "pass one (H, W) mask for every image (or none: each image's predicted pixels)"
+        elif isinstance(wanted, DetectionBox) and wanted.box.shape[0] > 1:
+            what = "pass one box"
+        elif isinstance(wanted, Similarity) and wanted.embedding is not None and wanted.embedding.ndim == 2:
+            what = "pass one reference embedding (D,) or one reference image"
+        if what:
+            raise ValueError(per_image.format(what=what))
+        return wanted
+    if isinstance(target, bool) or not isinstance(target, numbers.Integral):
+        raise TypeError(
+            f"target must be None (each image's predicted class), one class index, a camwidget.targets "
+            f"target (Logit, Probability, Sigmoid, ...) or a callable f(output) -> Tensor[N]; got "
+            f"{type(target).__name__} {target!r}"
+            + (
+                f" ({per_image.format(what='pass one class index')})"
+                if isinstance(target, (list, tuple, torch.Tensor, np.ndarray))
+                else ""
+            )
+        )
+    return as_target(target, 1)
 
 
 def _describe_object(item: Item) -> str | None:
@@ -555,19 +721,19 @@ def _progress_bar(total: int, initial: int, enabled: bool, desc: str) -> Iterato
 
 
 class _MetricProgress:
-    """Shows the insertion/deletion metric's own progress (perturbed forwards) in the bar's postfix,
-    at most every half second, so that a long chunk is visibly moving."""
+    """Shows a metric's own progress (insertion/deletion's or error understanding's perturbed forwards)
+    in the bar's postfix, at most every half second, so that a long chunk is visibly moving."""
 
     def __init__(self, bar: Any) -> None:
         self.bar = bar
         self.last = 0.0
 
-    def __call__(self, done: int, total: int) -> None:
+    def __call__(self, done: int, total: int, what: str = "insertion/deletion") -> None:
         now = time.monotonic()
         if self.last and now - self.last < 0.5 and done < total:
             return
         self.last = now
-        self.bar.set_postfix_str(f"insertion/deletion {done}/{total} forwards", refresh=True)
+        self.bar.set_postfix_str(f"{what} {done}/{total} forwards", refresh=True)
 
 
 def _remove_store(path: str | os.PathLike[str]) -> None:
@@ -623,17 +789,23 @@ def audit(
     overwrite: bool = False,
     progress: bool = True,
     commit_seconds: float = 10.0,
+    target: object = None,
 ) -> AuditReport:
     """Explain every image of ``dataset`` with ``model`` and record the results in an SQLite ``store``.
 
     Per image the store gets: the dataset index, the label, the predicted class and its softmax
-    probability, whether it was correct, the signed raw map at the layer's resolution (float16), a small
-    JPEG thumbnail, the share of map energy inside each of ``regions``, the share inside the item's own
-    object box or mask (:func:`camwidget.metrics.energy_pointing_game`) when the dataset gives one, and
-    insertion/deletion AUCs when asked. The map explains the *predicted* class. Energy shares are
-    measured on the map the explainer shows (upsampled to the input size, ReLU, min-max to [0, 1]); a
-    map with no positive evidence scores 0. Boxes follow camwidget.metrics: (x0, y0, x1, y1), x1 and y1
-    exclusive.
+    probability, whether it was correct, the full logit vector, the penultimate embedding (the input
+    of the model's last linear layer, float16; see :mod:`camwidget.audit.embedding`), the signed raw
+    map at the layer's resolution (float16), a small JPEG thumbnail, the share of map energy inside each
+    of ``regions``, the share inside the item's own object box or mask
+    (:func:`camwidget.metrics.energy_pointing_game`) when the dataset gives one, and insertion/deletion
+    AUCs when asked. The map explains the *predicted* class; a misclassified image also gets the map of
+    its *true* class (``report.maps(..., which="true")``) and, with ``"error_understanding"`` in
+    ``metrics``, the error-understanding curves of both maps (``report.error_understanding()``). At
+    the end the 2-D embedding map (``report.embedding()``) is computed once and kept in the store.
+    Energy shares are measured on the map the explainer shows (upsampled to the input size, ReLU,
+    min-max to [0, 1]); a map with no positive evidence scores 0. Boxes follow camwidget.metrics:
+    (x0, y0, x1, y1), x1 and y1 exclusive.
 
     Results are committed batch by batch (in chunks of about ``commit_seconds`` with insertion/deletion);
     interrupting loses at most the chunk in flight, and calling again with the same arguments resumes.
@@ -663,9 +835,12 @@ def audit(
         class_names: one name per model output; default the dataset's ``classes`` if it has them.
         batch_size: images per explainer call and per committed transaction. Default 64 (a
             DataLoader's own batch size is used when this is left at 64).
-        metrics: any of "energy" (default), "insertion", "deletion". Insertion/deletion follow RISE
-            (:func:`camwidget.metrics.insertion_deletion`, 224 pixels per step): about 2·H·W/224 extra
-            forwards per image, hundreds at 224x224, so expect the audit to run that much slower.
+        metrics: any of "energy" (default), "insertion", "deletion", "error_understanding".
+            Insertion/deletion follow RISE (:func:`camwidget.metrics.insertion_deletion`, 224 pixels per
+            step): about 2·H·W/224 extra forwards per image, hundreds at 224x224, so expect the audit to
+            run that much slower. Error understanding (:func:`camwidget.metrics.error_understanding`,
+            the "Less is More" protocol, 25 steps) costs 100 forwards per *misclassified* image (49
+            perturbed inputs for each of its two maps), none for the others.
         num_workers: DataLoader worker processes for loading images. Default 0.
         transform: applied to each image before the model (needed when the dataset yields PIL images).
             For a folder the default is resize 256, centre crop 224, ImageNet normalisation.
@@ -677,6 +852,15 @@ def audit(
         progress: show a tqdm progress bar with images per second. Default True.
         commit_seconds: with insertion/deletion, commit rows after about this many seconds of metric
             work (the first image of an audit alone, to measure). Default 10; 0 commits every image.
+        target: the score each stored map explains (see :mod:`camwidget.targets`): None (default: each
+            image's predicted class, its logit), one class index for every image, a target such as
+            ``camwidget.targets.Sigmoid(c)`` (one label of a multi-label head) or ``Probability(c)``,
+            or any callable ``f(output) -> Tensor[N]``; the same for every image (a per-image target
+            is refused). Insertion/deletion score the same target. A misclassified image's true-class
+            map explains its label's logit (its sigmoid / softmax probability when the target is a
+            ``Sigmoid`` / ``Probability``). The model must still return logits (predictions, the
+            confusion matrix and slices need them). Recorded in the store's settings
+            (``report.target``): a resume with another target is refused.
 
     Returns:
         The :class:`~camwidget.AuditReport` of the whole store.
@@ -704,6 +888,7 @@ def audit(
             f"model must be a torch.nn.Module returning (N, K) logits, got {type(model).__name__}"
         )
     method_name = get_method(method).name
+    wanted = _audit_target(target)
     if isinstance(metrics, str):
         metrics = (metrics,)
     metrics_t = tuple(dict.fromkeys(metrics))
@@ -738,7 +923,7 @@ def audit(
     try:
         return _run(
             model, spec, dist, n, method_name, layer, store, region_desc, region_specs, metrics_t,
-            thumbnail, overwrite, progress, commit_seconds, AuditReport,
+            thumbnail, overwrite, progress, commit_seconds, AuditReport, wanted,
         )  # fmt: skip
     except KeyboardInterrupt as exc:
         if isinstance(exc, AuditInterrupted):
@@ -764,6 +949,7 @@ def _run(
     progress: bool,
     commit_seconds: float,
     report_class: type[AuditReport],
+    wanted: Target | None = None,
 ) -> AuditReport:
     if dist.world_size > 1 and str(store) == ":memory:":
         raise ValueError("store=':memory:' cannot be shared by several processes; pass a file path")
@@ -774,6 +960,11 @@ def _run(
     _check_regions_fit(region_specs, tuple(probe.image.shape[-2:]))  # type: ignore[arg-type]
     explainer = Explainer(model, layer_name, method_name, warn=False)  # one summary warning at the end
     num_classes = int(explainer.predict(example).shape[1])
+    if (
+        wanted is not None
+    ):  # a target that fails on the model's output fails here, before any store is touched
+        explainer(example, wanted, raw=True)
+    tap = find_penultimate(model, example, layer_name)
     _check_classes(names, num_classes)
     data_fp, transform_fp = data_fingerprint(spec.dataset, spec.transform)
     if transform_fp["random"]:
@@ -794,6 +985,8 @@ def _run(
         "regions": region_desc,
         "metrics": sorted(metrics_t),
     }
+    if wanted is not None:  # absent for the predicted class, so stores made before target= still resume
+        settings["target"] = wanted.name
     display = {"mean": spec.mean, "std": spec.std, "thumbnail": thumbnail, "dataset_type": dataset_type}
 
     # Open (and check) every store this process reads or writes before writing anything.
@@ -833,6 +1026,10 @@ def _run(
                     target.set_meta("image_size", list(probe.image.shape[-2:]))
                 if target.get_meta("num_classes") is None:
                     target.set_meta("num_classes", num_classes)
+                if target.get_meta("embedding") is None:
+                    target.set_meta("embedding", tap.describe())
+                if "error_understanding" in metrics_t and target.get_meta("error_understanding") is None:
+                    target.set_meta("error_understanding", {"steps": EU_STEPS})  # "kept" once measured
                 started.append(True)
 
         done |= target.done_indices()
@@ -848,6 +1045,9 @@ def _run(
             insertion_deletion if {"insertion", "deletion"} & set(metrics_t) else None,
             tuple(probe.image.shape),
             commit_seconds,
+            tap,
+            error_understanding if "error_understanding" in metrics_t else None,
+            wanted,
         )
         desc = "audit" if dist.world_size == 1 else f"audit rank {dist.rank}/{dist.world_size}"
         errors = 0
@@ -878,6 +1078,12 @@ def _run(
                         bar.set_postfix(errors=errors, refresh=False)
                         bar.update(len(batch.failures))
                     for chunk in auditor.rows(batch.items):
+                        if auditor.eu_kept is not None and "kept" not in target.get_meta(
+                            "error_understanding", {}
+                        ):
+                            target.set_meta(
+                                "error_understanding", {"steps": EU_STEPS, "kept": auditor.eu_kept}
+                            )
                         target.write_rows(chunk, skip_existing=True)
                         bad = sum(1 for row in chunk if row.get("error") is not None)
                         if bad:
@@ -919,12 +1125,16 @@ def _run(
             merge_stores(store, [s for s in shards if s.exists()], remove=True)
         dist.barrier()
     if str(store) == ":memory:":
-        return report_class(target, dataset=spec.dataset, transform=spec.transform, verified=True)
-    own_shard = shard_path(store, dist.rank, dist.world_size)
-    if dist.world_size > 1 and not Path(store).exists() and own_shard.exists():
-        # another node's disk: this shard
-        return report_class.load(own_shard, dataset=spec.dataset, transform=spec.transform, verified=True)
-    return report_class.load(store, dataset=spec.dataset, transform=spec.transform, verified=True)
+        report = report_class(target, dataset=spec.dataset, transform=spec.transform, verified=True)
+    else:
+        own_shard = shard_path(store, dist.rank, dist.world_size)
+        if dist.world_size > 1 and not Path(store).exists() and own_shard.exists():
+            # another node's disk: this shard
+            return report_class.load(own_shard, dataset=spec.dataset, transform=spec.transform, verified=True)
+        report = report_class.load(store, dataset=spec.dataset, transform=spec.transform, verified=True)
+    if dist.rank == 0 and report.has_embeddings():
+        report.embedding()  # computed once here and kept in the store (a rerun with no new rows reuses it)
+    return report
 
 
 def _read_only(

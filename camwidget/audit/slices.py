@@ -164,6 +164,43 @@ def _separation(inside: np.ndarray, rest: np.ndarray) -> float:
     return gap / max(spread, 1e-6) * math.sqrt(len(inside))
 
 
+def _neighbours(x: np.ndarray, k: int) -> np.ndarray:
+    """(n, k) indices of each row's ``k`` nearest other rows (Euclidean), in blocks of rows so that memory
+    stays at a few MB per block whatever n is."""
+    n = x.shape[0]
+    k = min(k, n - 1)
+    x = x.astype(np.float32)
+    squared = (x * x).sum(axis=1)
+    out = np.empty((n, k), dtype=np.int64)
+    block = max(1, 4_000_000 // max(n, 1))
+    for start in range(0, n, block):
+        stop = min(n, start + block)
+        d = squared[start:stop, None] - 2 * x[start:stop] @ x.T + squared[None]
+        d[np.arange(stop - start), np.arange(start, stop)] = np.inf
+        part = np.argpartition(d, k - 1, axis=1)[:, :k] if k < n - 1 else np.argsort(d, axis=1)[:, :k]
+        out[start:stop] = part
+    return out
+
+
+def _complete(mine: np.ndarray, described: np.ndarray, rounds: int = 10) -> np.ndarray:
+    """``mine`` (bool over a class) made a neighbourhood: an image belongs when at least half of its
+    ``k`` nearest neighbours in ``described`` (k = clamp(round(sqrt(size)), 3, 10)) belong, repeated
+    until nothing changes (at most ``rounds`` times)."""
+    size = int(mine.sum())
+    if size < _MIN_SIZE or len(mine) <= _MIN_SIZE:
+        return mine
+    k = int(min(10, max(3, round(math.sqrt(size)))))
+    near = _neighbours(described, k)
+    current = mine.copy()
+    for _ in range(rounds):
+        votes = current[near].mean(axis=1)
+        new = votes >= 0.5
+        if np.array_equal(new, current) or new.sum() < _MIN_SIZE:
+            break
+        current = new
+    return current
+
+
 _PLACES = (
     ("top-left", "top", "top-right"),
     ("left", "centre", "right"),
@@ -258,7 +295,15 @@ def find_slices(
             if score(merged) <= max(score(groups[best[0]]), score(groups[best[1]])):
                 break
             groups = [g for i, g in enumerate(groups) if i not in best] + [merged]
-        for mine in groups:
+        # A slice is what its members share, not their mistakes: each failing cluster is completed by
+        # its neighbours in the features that describe the images (members of a stamped subgroup the
+        # model still gets right join it; scattered mistakes with nothing in common fall apart).
+        groups = [_complete(g, described) for g in groups]
+        unique: list[np.ndarray] = []
+        for g in groups:
+            if score(g) > -math.inf and not any(np.array_equal(g, u) for u in unique):
+                unique.append(g)
+        for mine in unique:
             value, accuracy, baseline = _score(mine, ok, described)
             found.append(
                 _describe(

@@ -1,14 +1,29 @@
 """The audit's store: one embedded SQLite file (standard library), written batch by batch.
 
-Layout (schema version 1)::
+Layout (schema version 2)::
 
-    meta(key TEXT PRIMARY KEY, value TEXT)      JSON values: "settings", "schema", "image_size", ...
+    meta(key TEXT PRIMARY KEY, value TEXT)      JSON values: "settings", "schema", "image_size",
+                                                "embedding" (where the embeddings come from), ...
     results(idx INTEGER PRIMARY KEY,            the dataset index; one row per image, never two
             label, predicted, probability, correct, error, path, object_box,
-            map BLOB, map_h, map_w, map_scale,  the signed raw map at feature resolution, float16
+            map BLOB, map_h, map_w, map_scale,  the signed raw map of the PREDICTED class at feature
+                                                resolution, float16 (times map_scale)
+            true_map BLOB, true_map_scale,      misclassified images only: the map of the TRUE class
+                                                (label), same layout; NULL where label == prediction
+            embedding BLOB, embedding_scale,    the penultimate embedding (the input of the model's last
+                                                linear layer), float16 (times embedding_scale)
+            logits BLOB,                        the full logit vector, float32
             thumb BLOB,                         a small JPEG of the input, for galleries
             object_energy, insertion_auc, deletion_auc,
+            eu_true_path BLOB, eu_true_insertion BLOB,            error understanding of misclassified
+            eu_predicted_path BLOB, eu_predicted_insertion BLOB,  images (float32 curves, see
+                                                camwidget.metrics.error_understanding), when audited
             "region_<name>" ...)                one REAL column per named region
+    derived(key TEXT PRIMARY KEY,               results computed from the rows and kept (the 2-D
+            rows TEXT, value BLOB)              embedding map), with a digest of the rows they used
+
+Schema 1 stores (before embeddings and logits were recorded) are refused with a message saying to
+start the audit in a new store.
 
 Durability: the database runs in WAL mode with ``synchronous=NORMAL``; each batch (or chunk) of results
 is one transaction. A crash, a killed kernel or Ctrl-C therefore loses at most the work in flight, and
@@ -58,7 +73,7 @@ __all__ = [
     "shard_stores",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _BASE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("idx", "INTEGER PRIMARY KEY"),
@@ -73,10 +88,19 @@ _BASE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("map_h", "INTEGER"),
     ("map_w", "INTEGER"),
     ("map_scale", "REAL"),
+    ("true_map", "BLOB"),
+    ("true_map_scale", "REAL"),
+    ("embedding", "BLOB"),
+    ("embedding_scale", "REAL"),
+    ("logits", "BLOB"),
     ("thumb", "BLOB"),
     ("object_energy", "REAL"),
     ("insertion_auc", "REAL"),
     ("deletion_auc", "REAL"),
+    ("eu_true_path", "BLOB"),
+    ("eu_true_insertion", "BLOB"),
+    ("eu_predicted_path", "BLOB"),
+    ("eu_predicted_insertion", "BLOB"),
 )
 
 _REGION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -365,9 +389,16 @@ class AuditStore:
                 f"{', '.join(sorted(tables))}); pass another store= path"
             )
         if row is not None and json.loads(row[0]) != SCHEMA_VERSION:
+            why = (
+                " (schema 1 records no penultimate embeddings, logits or true-class maps, which slices, "
+                "the embedding map and error understanding need)"
+                if json.loads(row[0]) == 1
+                else ""
+            )
             raise UnusableStore(
                 f"{self.path!r} was written with audit store schema {row[0]}; this camwidget reads "
-                f"schema {SCHEMA_VERSION}. Use a new store= path"
+                f"schema {SCHEMA_VERSION}{why}. Audit again into a new store= path (or pass "
+                "overwrite=True to replace this one)"
             )
 
     @contextmanager
@@ -390,6 +421,9 @@ class AuditStore:
             columns = ", ".join(f"{name} {kind}" for name, kind in _BASE_COLUMNS)
             conn.execute(f"CREATE TABLE IF NOT EXISTS results ({columns})")
             conn.execute(
+                "CREATE TABLE IF NOT EXISTS derived (key TEXT PRIMARY KEY, rows TEXT NOT NULL, value BLOB)"
+            )
+            conn.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (json.dumps(SCHEMA_VERSION),)
             )
 
@@ -408,6 +442,25 @@ class AuditStore:
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                 (key, json.dumps(value, sort_keys=True)),
             )
+
+    @_locked
+    def get_derived(self, key: str, rows: str) -> bytes | None:
+        """The value kept under ``key`` if it was computed from the rows with digest ``rows``, else None."""
+        if "derived" not in self._tables():
+            return None
+        row = self.conn.execute("SELECT rows, value FROM derived WHERE key=?", (key,)).fetchone()
+        return None if row is None or row[0] != rows else bytes(row[1])
+
+    @_locked
+    def set_derived(self, key: str, rows: str, value: bytes) -> None:
+        """Keep ``value`` under ``key``, computed from the rows with digest ``rows`` (replacing any)."""
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO derived (key, rows, value) VALUES (?, ?, ?)", (key, rows, value)
+            )
+
+    def _tables(self) -> set[str]:
+        return {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
 
     @property
     def settings(self) -> dict[str, Any] | None:
@@ -519,6 +572,18 @@ class AuditStore:
             self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
+def _complete_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+    """A dict-valued meta entry the target already has gains the keys only the source has (a shard whose
+    rank measured what the other had not yet, e.g. the error-understanding path's pixel shares)."""
+    theirs = json.loads(value)
+    row = conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+    ours = json.loads(row[0]) if row else None
+    if isinstance(theirs, dict) and isinstance(ours, dict) and set(theirs) - set(ours):
+        conn.execute(
+            "UPDATE meta SET value=? WHERE key=?", (json.dumps({**theirs, **ours}, sort_keys=True), key)
+        )
+
+
 def merge_stores(
     target: str | os.PathLike[str], sources: Sequence[str | os.PathLike[str]], *, remove: bool = False
 ) -> int:
@@ -561,6 +626,7 @@ def merge_stores(
             with out._write() as conn:
                 for key, value in meta_rows:
                     conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))
+                    _complete_meta(conn, key, value)
                 conn.executemany(
                     f"INSERT OR IGNORE INTO results ({cols}) VALUES ({', '.join('?' for _ in src_columns)})",
                     rows,

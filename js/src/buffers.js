@@ -26,6 +26,16 @@ export function toBytes(value) {
   throw new TypeError(`camwidget: cannot read binary data from a ${typeof value}`);
 }
 
+/** IEEE half -> float (the audit gallery's embedding scatter travels as float16 pairs). */
+export function halfToFloat(h) {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const f = h & 0x3ff;
+  if (e === 0) return s * f * 2 ** -24;
+  if (e === 31) return f ? NaN : s * Infinity;
+  return s * (1 + f / 1024) * 2 ** (e - 15);
+}
+
 function product(shape) {
   return shape.reduce((a, b) => a * b, 1);
 }

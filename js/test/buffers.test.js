@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { checkSize, decodeLevels, decodeUint16, perturbedFrame, rgbToRgba, toBytes } from "../src/buffers.js";
+import { checkSize, decodeLevels, decodeUint16, halfToFloat, perturbedFrame, rgbToRgba, toBytes } from "../src/buffers.js";
 
 test("toBytes accepts DataView (with offset), ArrayBuffer, typed arrays, base64 and null", () => {
   const backing = new Uint8Array([9, 1, 2, 3, 9]);
@@ -10,6 +10,16 @@ test("toBytes accepts DataView (with offset), ArrayBuffer, typed arrays, base64 
   assert.deepEqual([...toBytes("AQID")], [1, 2, 3]);
   assert.equal(toBytes(null).length, 0);
   assert.throws(() => toBytes(42), /cannot read binary data/);
+});
+
+test("halfToFloat decodes IEEE half precision (the gallery's scatter coordinates)", () => {
+  assert.equal(halfToFloat(0x3c00), 1);
+  assert.equal(halfToFloat(0x3800), 0.5);
+  assert.equal(halfToFloat(0x0000), 0);
+  assert.equal(halfToFloat(0x0001), 2 ** -24);
+  assert.equal(halfToFloat(0xc000), -2);
+  assert.equal(halfToFloat(0x7c00), Infinity);
+  assert.ok(Number.isNaN(halfToFloat(0x7e00)));
 });
 
 test("decodeLevels returns uint8 levels as they are, after checking the size", () => {

@@ -250,7 +250,18 @@ def test_ranks_write_shards_that_merge_into_the_single_run(small, tmp_path, monk
     assert shard_stores(target) == []
     monkeypatch.undo()
     run(model, data, tmp_path / "full.sqlite")
-    assert_rows_equal(read_rows(tmp_path / "full.sqlite"), read_rows(target), rtol=0, atol=0)
+    # The true-class maps of misclassified images are made on each batch's misclassified images
+    # together, whose number differs between a shard and the single run: the CPU kernels for another
+    # batch size may differ in the last bits (~1e-8 here), which can move a float16 value by one step.
+    assert_rows_equal(
+        read_rows(tmp_path / "full.sqlite"), read_rows(target), rtol=0, atol=0, loose=("true_map",)
+    )
+    # Every rank recorded the embeddings (and the embedding map was computed once, after the merge).
+    merged = AuditReport.load(target)
+    assert np.isfinite(merged.embeddings()).all() and merged.embeddings().shape == (len(data), 16)
+    assert merged.embedding_source == {"dim": 16, "kind": "linear input", "layer": "head"}
+    with sqlite3.connect(target) as conn:
+        assert conn.execute("SELECT key FROM derived").fetchall() == [("embedding_2d:pca",)]
     # Merging again adds nothing (INSERT OR IGNORE), so an interrupted merge can be rerun.
     assert merge_stores(target, [tmp_path / "copy.sqlite"]) == 0
 
@@ -266,12 +277,18 @@ def test_leftover_shards_are_merged_before_a_rerun(small, tmp_path, monkeypatch)
         run(model, Interrupting(data, at=48), target, batch_size=8)
     assert count_rows(shard_path(target, 0, 3)) == 16
     monkeypatch.undo()
-    batches = []
-    handle = model.register_forward_hook(lambda m, args, out: batches.append(args[0].shape[0]))
+    with sqlite3.connect(shard_path(target, 0, 3)) as conn:
+        in_shard = {i for (i,) in conn.execute("SELECT idx FROM results")}
+    seen = []  # every image forwarded in a batch, by its pixel sum (the one-image probes left out)
+    handle = model.register_forward_hook(
+        lambda m, args, out: seen.extend(args[0].flatten(1).sum(1).tolist()) if args[0].shape[0] > 1 else None
+    )
     report = run(model, data, target)
     handle.remove()
     assert len(report) == len(data) and shard_stores(target) == []
-    assert sum(b for b in batches if b > 1) == len(data) - 16  # the shard's rows were not redone
+    sums = data.images.flatten(1).sum(1).tolist()
+    assert not {sums[i] for i in in_shard} & set(seen)  # the shard's rows were not redone
+    assert {sums[i] for i in range(len(data)) if i not in in_shard} <= set(seen)  # the others were
     run(model, data, tmp_path / "full.sqlite")
     assert_rows_equal(read_rows(tmp_path / "full.sqlite"), read_rows(target))
 

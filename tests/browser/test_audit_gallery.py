@@ -102,7 +102,7 @@ def _check_in_kernel(page, k: int) -> list[str]:
 @pytest.mark.parametrize("ui", ["lab", "nb7"])
 def test_gallery_in_jupyter(ui: str, jupyter: dict, browser_context, artifacts: Path) -> None:
     page = browser_context.new_page()
-    page.set_viewport_size({"width": 1280, "height": 1250})  # the whole gallery in view for its screenshot
+    page.set_viewport_size({"width": 1280, "height": 2300})  # the whole gallery in view for its screenshot
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     path = "lab/tree" if ui == "lab" else "notebooks"

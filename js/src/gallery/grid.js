@@ -8,6 +8,10 @@ function card(item, model, ctx, size, view) {
   else if (item.correct === false) classes.push("cw-audit-wrong");
   if (model.get("selected") === item.index) classes.push("cw-audit-selected");
   const canvas = h("canvas", { class: "cw-audit-canvas", width: size, height: size, role: "img", "aria-label": item.caption || `image ${item.index}` });
+  // two models compared: the second model's map beside the first's, over the same image
+  const second = item.map_b
+    ? h("canvas", { class: "cw-audit-canvas cw-audit-canvas-b", width: size, height: size, role: "img", "aria-label": `second model's map of image ${item.index}` })
+    : null;
   const open = () => ctx.send({ event: "open", index: item.index });
   const el = h(
     "div",
@@ -25,12 +29,13 @@ function card(item, model, ctx, size, view) {
         }
       },
     },
-    canvas,
+    second ? h("div", { class: "cw-audit-pair-maps" }, canvas, second) : canvas,
     h("div", { class: "cw-audit-caption" }, item.caption || `#${item.index}`),
     item.value_text ? h("div", { class: "cw-audit-value" }, item.value_text) : null,
   );
-  el.style.width = `${size + 6}px`;
+  el.style.width = `${(second ? 2 * size + 4 : size) + 6}px`;
   paintThumb(canvas, item, view, size);
+  if (second) paintThumb(second, { ...item, map: item.map_b, map_h: item.map_b_h, map_w: item.map_b_w }, view, size);
   return el;
 }
 

@@ -2,17 +2,23 @@
 // and does the sorting, filtering and paging; each panel draws its traits and sends the user's
 // choices back as trait changes (or a message: "open" an image, "test" a finding).
 //
-// Adding a panel (a confusion matrix, slices, an embedding map): write a module exporting
-// { traits: [...], render(model, ctx) -> Node }, register it in PANELS under a name, and have the kernel
-// list that name in the `panels` trait. Each panel is redrawn only when one of its traits changes.
+// Adding a panel: write a module exporting { traits: [...], render(model, ctx) -> Node }, register it in
+// PANELS under a name, and have the kernel list that name in the `panels` trait. Each panel is redrawn
+// only when one of its traits changes. ctx.setMany(values) sets traits, ctx.send(msg) messages the
+// kernel, ctx.listen(fn) hears the kernel's answers (fn(msg, buffers)) until the panel is redrawn.
 import { h } from "../dom.js";
 import { watchTheme } from "../theme.js";
 import { classes } from "./classes.js";
+import { compare } from "./compare.js";
+import { confusion } from "./confusion.js";
 import { controls } from "./controls.js";
 import { findings } from "./findings.js";
+import { focus } from "./focus.js";
 import { grid, pager } from "./grid.js";
+import { embedding } from "./scatter.js";
+import { slices } from "./slices.js";
 
-export const PANELS = { findings, classes, controls, grid, pager };
+export const PANELS = { findings, classes, embedding, confusion, slices, compare, controls, grid, pager, focus };
 
 const header = {
   traits: ["title", "message"],
@@ -39,10 +45,27 @@ function render({ model, el }) {
       model.send(msg);
     },
   };
+  const listeners = new Set();
+  const onCustom = (msg, buffers) => {
+    for (const fn of listeners) fn(msg, buffers);
+  };
+  model.on("msg:custom", onCustom);
+  disposers.push(() => model.off("msg:custom", onCustom));
   const mount = (panel, name) => {
     const box = h("div", { class: "cw-audit-panel", dataset: { panel: name } });
     root.append(box);
-    const draw = () => box.replaceChildren(panel.render(model, ctx));
+    const mine = [];
+    const panelCtx = {
+      ...ctx,
+      listen(fn) {
+        mine.push(fn);
+        listeners.add(fn);
+      },
+    };
+    const draw = () => {
+      for (const fn of mine.splice(0)) listeners.delete(fn);
+      box.replaceChildren(panel.render(model, panelCtx));
+    };
     draw();
     for (const trait of panel.traits) {
       model.on(`change:${trait}`, draw);

@@ -40,6 +40,10 @@ export class FakeModel {
   send(msg) {
     this.sent.push(msg);
   }
+  /** What the kernel does with widget.send(content, buffers): a custom message to the front end. */
+  custom(msg, buffers = []) {
+    for (const fn of this.handlers.get("msg:custom") || []) fn(msg, buffers);
+  }
 }
 
 function blob(h, w, cx, cy, sigma) {
