@@ -22,6 +22,7 @@ export function curvePlot(onScrub) {
   const el = h("div", { class: "cw-curves-chart" }, legend, plot, status);
 
   let current = [];
+  let yLabel = "class probability";
   let xs = [];
   let index = -1;
   let sx = linearScale([0, 1], [M.left, W - M.right]);
@@ -50,7 +51,7 @@ export function curvePlot(onScrub) {
       grid.append(h("svg:text", { x: M.left - 6, y: sy(t) + 3, "text-anchor": "end" }, t.toFixed(2)));
     }
     grid.append(h("svg:text", { class: "cw-axis-title", x: (M.left + W - M.right) / 2, y: H - 4, "text-anchor": "middle" }, "fraction of pixels inserted / deleted (most relevant first)"));
-    grid.append(h("svg:text", { class: "cw-axis-title", x: 10, y: (M.top + H - M.bottom) / 2, "text-anchor": "middle", transform: `rotate(-90 10 ${(M.top + H - M.bottom) / 2})` }, "class probability"));
+    grid.append(h("svg:text", { class: "cw-axis-title", x: 10, y: (M.top + H - M.bottom) / 2, "text-anchor": "middle", transform: `rotate(-90 10 ${(M.top + H - M.bottom) / 2})` }, yLabel));
     svg.append(grid);
     for (const s of all) {
       const d = s.data;
@@ -157,8 +158,10 @@ export function curvePlot(onScrub) {
   return {
     el,
     svg,
-    update(series, statusText) {
+    /** `label`: what the curves score (the y axis), default "class probability". */
+    update(series, statusText, label) {
       current = series;
+      yLabel = label || "class probability";
       status.textContent = statusText || "";
       status.hidden = !statusText;
       fit();
