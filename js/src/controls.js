@@ -296,14 +296,15 @@ export function classPicker(onPick) {
       hint.textContent = c.fixed ? `${score === "value" ? "its value" : score} on this image` : `↑ ↓ step through the ${noun === "class" ? "predictions" : `${noun}s`}`;
       el.dataset.kind = c.kind || "classes";
     },
-    update(newNames, newTopk, newSelected, selectedProb) {
+    /** selectedBefore: the selected class's number before painting (the what-if brush), if any. */
+    update(newNames, newTopk, newSelected, selectedProb, selectedBefore) {
       names = newNames || [];
       topk = newTopk || [];
       selected = newSelected;
       input.placeholder = names.length ? `Search ${names.length} ${plural}…` : "Search a class…";
       extra = null;
       if (selected >= 0 && !topk.some((r) => r.index === selected)) {
-        extra = { index: selected, name: names[selected] ?? `class ${selected}`, prob: selectedProb };
+        extra = { index: selected, name: names[selected] ?? `class ${selected}`, prob: selectedProb, before: selectedBefore };
       }
       renderList();
     },

@@ -292,7 +292,9 @@ function render({ model, el }) {
     const topk = get("top_classes") || [];
     const first = slots()[0] || {};
     const selProb = first.key && decodeKey(first.key).target === sel.class_index ? first.class_prob : undefined;
-    picker.update(get("class_names") || [], topk, sel.class_index, selProb);
+    const whatif = get("whatif") || {};
+    const selBefore = whatif.mask && whatif.index === sel.class_index ? whatif.before : undefined; // under the brush
+    picker.update(get("class_names") || [], topk, sel.class_index, selProb, selBefore);
     const bOptions = topk.map((t) => ({ value: String(t.index), label: `${t.name} (${(t.prob * 100).toFixed(1)}%)` }));
     if (sel.compare_class >= 0 && !topk.some((t) => t.index === sel.compare_class)) {
       bOptions.push({ value: String(sel.compare_class), label: className(sel.compare_class) });
@@ -452,10 +454,12 @@ function render({ model, el }) {
       renderWhatIf();
     }),
   );
-  on("whatif", () => {
-    renderWhatIf();
-    renderTruth();
-  });
+  on("whatif", () =>
+    guard(() => {
+      renderWhatIf();
+      renderControls();
+    }),
+  );
   on("frame", () => guard(repaintFrame));
   on("labels true_class understanding choices", () => guard(renderControls));
   on("maps", () =>

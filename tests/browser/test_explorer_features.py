@@ -197,6 +197,8 @@ def test_the_brush_hides_the_cats_face_and_tiger_cat_drops(page, artifacts: Path
     # the class list shows the painted image's numbers, each with the unpainted one
     assert root.locator(".cw-class .cw-class-before").count() >= 3
     assert root.locator(".cw-class").first.locator(".cw-class-name").inner_text() != "tiger cat"
+    # the explained class, now out of the top 5, keeps its row with its unpainted number
+    assert root.locator(".cw-class[aria-selected=true] .cw-class-before").inner_text() == "was 39%"
     timings = {"paint_to_map_ms": round(painted_at - log["up"], 1), "tiger_cat": [before, after]}
     root.locator(".cw-whatif").scroll_into_view_if_needed()
     ep.screenshot(root, artifacts, "whatif_brush")
