@@ -11,8 +11,11 @@ notebook runs in a live kernel, the page shows its widgets).
   correctly classified coffee shows no toggle.
 - **Multi-label**: a torchvision resnet18 (random weights) with ``multilabel=True`` lists its labels with
   their sigmoids (they do not sum to 1), explains the label clicked and its curves score the sigmoid.
+- **Detection**: torchvision's Faster R-CNN (random weights, BatchNorm fitted on the photos) draws its
+  top 5 boxes over the image; clicking one explains that detection (its map, its curves).
 
-Screenshots go to artifacts/ (``whatif_brush.png``, ``true_class.png``, ``multilabel.png``), the what-if
+Screenshots go to artifacts/ (``whatif_brush.png``, ``true_class.png``, ``multilabel.png``,
+``detection_boxes.png``), the what-if
 timings to ``artifacts/whatif_timings.json``.
 """
 
@@ -64,6 +67,26 @@ net.eval()
 tags = camwidget.CamExplorer(net, [sample_image("astronaut"), sample_image("coffee")], multilabel=True,
                              class_names=[f"label {i}" for i in range(6)], curve_steps=8)
 tags
+""",
+    """\
+import torchvision.transforms.functional as TF
+pics = torch.stack([TF.to_tensor(TF.center_crop(TF.resize(im.convert("RGB"), 160), 160))
+                    for im in sample_images().values()])  # (7, 3, 160, 160) in [0, 1]
+torch.manual_seed(0)
+det = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(
+    weights=None, weights_backbone=None, box_score_thresh=0.0, num_classes=5)
+batch = det.transform(list(pics))[0].tensors
+for m in det.backbone.modules():  # BatchNorm statistics fitted on the photos, as for the resnet above
+    if isinstance(m, torch.nn.BatchNorm2d):
+        m.reset_running_stats()
+        m.momentum = None
+det.backbone.train()
+with torch.no_grad():
+    det.backbone(batch[:4]); det.backbone(batch[3:])
+det.eval()
+boxes = camwidget.CamExplorer(det, pics[:1], methods=["gradcam", "hirescam"], method="gradcam",
+                              mean=(0, 0, 0), std=(1, 1, 1), layer="backbone:0", curve_steps=8)
+boxes
 """,
 ]
 
@@ -135,9 +158,9 @@ def page(tmp_path_factory: pytest.TempPathFactory, browser_context) -> Iterator[
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.emulate_media(color_scheme="light")
-        # Voilà runs the three cells (two models) before the page loads: on a busy 2-core machine, minutes
+        # Voilà runs the four cells (three models) before the page loads: on a busy 2-core machine, minutes
         page.goto(f"{url}/?theme=light", wait_until="commit", timeout=300_000)
-        page.locator(".cw-root").nth(2).wait_for(timeout=300_000)
+        page.locator(".cw-root").nth(3).wait_for(timeout=300_000)
         yield page
         page.close()
         assert not [e for e in errors if "camwidget" in e or "cw-" in e], errors
@@ -310,3 +333,28 @@ def test_a_multilabel_model_is_explained_per_label(page, artifacts: Path) -> Non
     other = sigmoids()
     common = set(first) & set(other)
     assert max(abs(first[n] - other[n]) for n in common) >= 0.01, (first, other)
+
+
+def test_a_detector_draws_its_boxes_and_clicking_one_explains_it(page, artifacts: Path) -> None:
+    root = _root(page, 3)
+    assert root.locator(".cw-classes").get_attribute("data-kind") == "detections"
+    drawn = root.locator(".cw-boxes .cw-box")
+    assert drawn.count() == 5  # the top 5 detections, drawn over the image
+    listed = root.locator(".cw-class .cw-class-name").all_inner_texts()
+    assert len(listed) == 5 and all(" · box " in n for n in listed), listed
+    first = int(root.locator(".cw-class[aria-selected=true]").get_attribute("data-index"))
+    assert root.locator(f".cw-boxes .cw-box[data-index='{first}']").get_attribute("aria-pressed") == "true"
+    root.evaluate(SNAP, "cwBoxA")
+    third = drawn.nth(2)
+    i = int(third.get_attribute("data-index"))
+    assert i != first
+    _click_until(root, f".cw-boxes .cw-box[data-index='{i}']", i)  # a click on the box explains it
+    assert third.get_attribute("aria-pressed") == "true"
+    assert int(root.locator(".cw-class[aria-selected=true]").get_attribute("data-index")) == i
+    caption = root.locator(".cw-panel-overlay figcaption").inner_text()
+    assert caption.endswith(f"box {i}"), caption
+    changed = root.evaluate(SNAP_DIFF, "cwBoxA")
+    assert changed > 0.1, f"only {changed:.1%} of the heatmap changed between two detections"
+    ep.wait_ready(root)
+    assert "detection score" in root.locator(".cw-curves-svg").inner_html()
+    ep.screenshot(root, artifacts, "detection_boxes")
