@@ -13,9 +13,12 @@ notebook runs in a live kernel, the page shows its widgets).
   their sigmoids (they do not sum to 1), explains the label clicked and its curves score the sigmoid.
 - **Detection**: torchvision's Faster R-CNN (random weights, BatchNorm fitted on the photos) draws its
   top 5 boxes over the image; clicking one explains that detection (its map, its curves).
+- **Segmentation**: torchvision's DeepLabV3 (random weights, BatchNorm fitted) lists its classes by the share
+  of pixels predicted as each, outlines the chosen class's predicted pixels (a checkbox turns it off) and
+  explains each class over its pixels.
 
 Screenshots go to artifacts/ (``whatif_brush.png``, ``true_class.png``, ``multilabel.png``,
-``detection_boxes.png``), the what-if
+``detection_boxes.png``, ``segmentation_outline.png``), the what-if
 timings to ``artifacts/whatif_timings.json``.
 """
 
@@ -88,6 +91,25 @@ boxes = camwidget.CamExplorer(det, pics[:1], methods=["gradcam", "hirescam"], me
                               mean=(0, 0, 0), std=(1, 1, 1), layer="backbone:0", curve_steps=8)
 boxes
 """,
+    """\
+small = torch.stack([TF.to_tensor(TF.center_crop(TF.resize(im.convert("RGB"), 96), 96))
+                     for im in sample_images().values()])
+small = TF.normalize(small, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+torch.manual_seed(0)
+seg = torchvision.models.segmentation.deeplabv3_mobilenet_v3_large(
+    weights=None, weights_backbone=None, num_classes=6)
+for m in seg.modules():  # BatchNorm statistics fitted on the photos
+    if isinstance(m, torch.nn.BatchNorm2d):
+        m.reset_running_stats()
+        m.momentum = None
+seg.train()
+with torch.no_grad():
+    seg(small[:4]); seg(small[3:])
+seg.eval()
+regions = camwidget.CamExplorer(seg, small[:1], methods=["gradcam", "hirescam"],
+                                class_names=[f"region {i}" for i in range(6)], curve_steps=8)
+regions
+""",
 ]
 
 # Resolves with the last 'maps' paint whose map key has a what-if mask (or "" for none) once the widget
@@ -158,9 +180,9 @@ def page(tmp_path_factory: pytest.TempPathFactory, browser_context) -> Iterator[
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.emulate_media(color_scheme="light")
-        # Voilà runs the four cells (three models) before the page loads: on a busy 2-core machine, minutes
+        # Voilà runs the five cells (four models) before the page loads: on a busy 2-core machine, minutes
         page.goto(f"{url}/?theme=light", wait_until="commit", timeout=300_000)
-        page.locator(".cw-root").nth(3).wait_for(timeout=300_000)
+        page.locator(".cw-root").nth(4).wait_for(timeout=300_000)
         yield page
         page.close()
         assert not [e for e in errors if "camwidget" in e or "cw-" in e], errors
@@ -358,3 +380,30 @@ def test_a_detector_draws_its_boxes_and_clicking_one_explains_it(page, artifacts
     ep.wait_ready(root)
     assert "detection score" in root.locator(".cw-curves-svg").inner_html()
     ep.screenshot(root, artifacts, "detection_boxes")
+
+
+def test_a_segmentation_model_lists_its_classes_and_outlines_the_predicted_pixels(
+    page, artifacts: Path
+) -> None:
+    root = _root(page, 4)
+    assert root.locator(".cw-classes").get_attribute("data-kind") == "segmentation"
+    names = root.locator(".cw-class .cw-class-name").all_inner_texts()
+    assert names and all(n.startswith("region ") for n in names)
+    shares = [float(t.rstrip("%")) / 100 for t in root.locator(".cw-class .cw-class-pct").all_inner_texts()]
+    assert len([v for v in shares if v > 0]) >= 2 and sum(shares) == pytest.approx(1, abs=0.05), shares
+    outline = root.locator("[data-control=outline]")
+    assert outline.is_visible() and outline.is_checked()
+    with_outline = ep.canvas_hash(root, ".cw-panel-image canvas")
+    outline.uncheck()
+    assert ep.canvas_hash(root, ".cw-panel-image canvas") != with_outline, "the outline drew nothing"
+    outline.check()
+    assert ep.canvas_hash(root, ".cw-panel-image canvas") == with_outline
+    # another class: its own outline and its own map
+    root.evaluate(SNAP, "cwSegA")
+    second = int(root.locator(".cw-class").nth(1).get_attribute("data-index"))
+    ep.timed(root, ".cw-class:nth-child(2)", None, {"target": second})
+    assert ep.canvas_hash(root, ".cw-panel-image canvas") != with_outline
+    assert root.evaluate(SNAP_DIFF, "cwSegA") > 0.1
+    ep.wait_ready(root)
+    assert "class score over its pixels" in root.locator(".cw-curves-svg").inner_html()
+    ep.screenshot(root, artifacts, "segmentation_outline")
