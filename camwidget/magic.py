@@ -2,11 +2,13 @@
 
 ::
 
-    %cam model image [--method hirescam] [--layer features.12] [--class NAME_OR_INDEX]
+    %cam model image [--method hirescam] [--layer features.12] [--class NAME_OR_INDEX | --target VAR]
                      [--methods scorecam,hirescam] [--class-names NAMES] [--preprocess FN] [--topk 5]
 
-``model`` and ``image`` (and the ``--class-names`` / ``--preprocess`` values) are names of variables in
-the notebook; dotted attributes such as ``demo.model`` work too. If ``model`` is a
+``model`` and ``image`` (and the ``--class-names`` / ``--preprocess`` / ``--target`` values) are names of
+variables in the notebook; dotted attributes such as ``demo.model`` work too. ``--target`` names a variable
+holding a target of :mod:`camwidget.targets` (``Sigmoid(3)``, ``SegmentationClass(15)``, ...) or any
+callable ``f(output) -> Tensor[N]``, passed to CamExplorer's ``target=``. If ``model`` is a
 :class:`camwidget.models.Pretrained`, its ``model``, ``class_names`` and ``transform`` are used. The
 magic returns a :class:`camwidget.CamExplorer`, so it displays when it is the last line of a cell.
 Mistakes (unknown variable, bad option, unknown class name) are reported as one-line usage errors,
@@ -66,6 +68,12 @@ def _build_parser() -> _Parser:
         dest="target",
         metavar="NAME_OR_INDEX",
         help="class to explain: an index (e.g. 281) or a class name (quote names with spaces)",
+    )
+    parser.add_argument(
+        "--target",
+        dest="target_var",
+        metavar="VAR",
+        help="variable holding a camwidget.targets target or a callable output -> Tensor[N]",
     )
     parser.add_argument("--methods", help="comma-separated methods to offer, e.g. scorecam,hirescam,gradcam")
     parser.add_argument(
@@ -177,8 +185,20 @@ def cam_magic(line: str, user_ns: dict[str, Any]) -> Any:
         kwargs["method"] = args.method
     if args.layer is not None:
         kwargs["layer"] = args.layer
+    if args.target is not None and args.target_var is not None:
+        raise _usage_error("give --class or --target, not both (--target VAR names a target or callable)")
     if args.target is not None:
         kwargs["target"] = _resolve_target(args.target, kwargs.get("class_names"))
+    if args.target_var is not None:
+        target = _lookup(user_ns, args.target_var, "--target")
+        from camwidget.targets import Target
+
+        if not isinstance(target, Target) and not callable(target):
+            raise _usage_error(
+                f"--target {args.target_var!r} is a {type(target).__name__}, not a camwidget.targets target "
+                "or a callable output -> Tensor[N] (for a class, use --class NAME_OR_INDEX)"
+            )
+        kwargs["target"] = target
     if args.topk is not None:
         if args.topk < 1:
             raise _usage_error(f"--topk must be at least 1, got {args.topk}")

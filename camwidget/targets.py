@@ -48,6 +48,9 @@ __all__ = [
     "as_target",
     "check_scores",
     "describe_output",
+    "detections",
+    "output_kind",
+    "segmentation_scores",
 ]
 
 
@@ -511,3 +514,63 @@ def check_scores(scores: object, n: int, what: str = "the target") -> torch.Tens
     if not bool(torch.isfinite(scores.detach()).all()):
         raise ValueError(f"{what} returned NaN or infinite scores: {scores.detach().flatten()[:4].tolist()}")
     return scores
+
+
+# -- what an output holds, for readers that show it (the widget's class selector) ------------------------
+def output_kind(output: object) -> str:
+    """What a model's output holds, as this module reads it:
+
+    - ``"logits"``: (N, K) class scores (a tensor, the first of a tuple/list, ``.logits``; see
+      :func:`as_logits`);
+    - ``"segmentation"``: (N, K, H, W) per-pixel class scores (a tensor, ``{"out": ...}``, the first of a
+      tuple/list, ``.logits``; see :func:`segmentation_scores`);
+    - ``"detections"``: a list of torchvision-style detection dicts (``boxes``, ``labels``, ``scores``; see
+      :func:`detections`);
+    - ``"other"``: anything else (explained with a callable target).
+    """
+    try:
+        as_logits(output)
+        return "logits"
+    except TypeError:
+        pass
+    try:
+        _segmentation_logits(output)
+        return "segmentation"
+    except TypeError:
+        pass
+    try:
+        detections(output)
+        return "detections"
+    except TypeError:
+        return "other"
+
+
+def segmentation_scores(output: object) -> torch.Tensor:
+    """The (N, K, H, W) per-pixel class scores in a segmentation model's output (the tensor itself, a
+    dict's ``"out"``, the first element of a tuple or list, or ``.logits``), as :class:`SegmentationClass`
+    reads them.
+
+    Raises:
+        TypeError: the output holds no (N, K, H, W) tensor.
+    """
+    return _segmentation_logits(output)
+
+
+def detections(output: object) -> list[dict[str, torch.Tensor]]:
+    """The detections in a detector's output, one dict per image with ``"boxes"`` (M, 4) x0, y0, x1, y1 in
+    input pixels, ``"labels"`` (M,) and ``"scores"`` (M,), as :class:`DetectionBox` reads them.
+
+    Raises:
+        TypeError: the output is not a list/tuple of such dicts.
+    """
+    keys = ("boxes", "labels", "scores")
+    if (
+        isinstance(output, list | tuple)
+        and output
+        and all(isinstance(d, dict) and all(isinstance(d.get(k), torch.Tensor) for k in keys) for d in output)
+    ):
+        return list(output)
+    raise TypeError(
+        f"detections are a list of dicts with 'boxes', 'labels' and 'scores'; the model returned "
+        f"{describe_output(output)}"
+    )

@@ -114,3 +114,42 @@ def test_help_prints_usage(shell, ns, capsys):
     assert out.strip() == USAGE.strip()
     for option in ("--method", "--layer", "--class", "--methods", "model", "image"):
         assert option in out
+
+
+def test_target_names_a_variable_holding_a_target_or_a_callable(shell, ns, monkeypatch):
+    from camwidget.targets import Sigmoid
+
+    def score(out):
+        return out[:, 1]
+
+    monkeypatch.setitem(shell.user_ns, "tgt", Sigmoid(2))
+    monkeypatch.setitem(shell.user_ns, "fn", score)
+    assert shell.run_line_magic("cam", "model image --target tgt").kwargs == {"target": shell.user_ns["tgt"]}
+    assert shell.run_line_magic("cam", "model image --target fn").kwargs == {"target": score}
+    with pytest.raises(UsageError, match=r"name 'tgg' is not defined in the notebook; did you mean 'tgt'"):
+        shell.run_line_magic("cam", "model image --target tgg")
+    with pytest.raises(UsageError, match=r"--target 'names' is a list, not a camwidget\.targets target"):
+        shell.run_line_magic("cam", "model image --target names")
+    with pytest.raises(UsageError, match="give --class or --target, not both"):
+        shell.run_line_magic("cam", "model image --class 1 --target fn")
+
+
+def test_target_reaches_a_real_explorer(shell, monkeypatch):
+    """The magic's --target through the real CamExplorer: the selector shows the callable's name."""
+    from tests.widget.conftest import TinyNet, random_images, small_preprocess
+
+    torch.manual_seed(0)
+
+    def logit_gap(out):
+        return out[:, 3] - out[:, 1]
+
+    for key, value in {"net": TinyNet().eval(), "pics": random_images(1), "gap": logit_gap}.items():
+        monkeypatch.setitem(shell.user_ns, key, value)
+    monkeypatch.setitem(shell.user_ns, "prep", small_preprocess())
+    w = shell.run_line_magic("cam", "net pics --target gap --preprocess prep")
+    try:
+        assert w.wait(30) and w.error == ""
+        assert w.choices["kind"] == "target" and w.top_classes[0]["name"] == "logit_gap"
+        assert w.maps[0]["class_name"] == "logit_gap"
+    finally:
+        w.close()

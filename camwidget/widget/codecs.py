@@ -2,7 +2,9 @@
 
 Everything the browser receives is raw little-endian bytes plus a shape: the display image as
 ``uint8`` RGB (H, W, 3), heatmaps as ``uint8`` levels (H, W) (0 = no relevance, 255 = the maximum),
-the insertion/deletion pixel order as ``uint16`` step numbers (H, W).
+the insertion/deletion pixel order as ``uint16`` step numbers (H, W), a segmentation's predicted classes as
+``uint8`` (H, W). A video or volume (T frames) is the same with a leading T: (T, H, W, 3), (T, H, W).
+What the browser sends back: the what-if brush's mask as packed bits (:func:`unpack_mask`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ __all__ = [
     "step_order",
     "thumbnails",
     "to_display",
+    "unpack_mask",
 ]
 
 Preprocess = Callable[[Image.Image], torch.Tensor]
@@ -88,7 +91,7 @@ def _open(path: str | os.PathLike[str], where: str) -> Image.Image:
 
 def _items(images: Any) -> list[Any]:
     if isinstance(images, torch.Tensor):
-        if images.ndim == 4:
+        if images.ndim in (4, 5):  # a batch of images (N, 3, H, W) or of clips (N, 3, T, H, W)
             return list(images)
         return [images]
     if isinstance(images, np.ndarray):
@@ -118,14 +121,16 @@ def load_images(
 
     Args:
         images: a PIL image, a file path, an (H, W, 3) uint8/float numpy array, a (3, H, W) or
-            (N, 3, H, W) float tensor that is *already preprocessed*, or a list of any of these.
+            (N, 3, H, W) float tensor that is *already preprocessed*, or a list of any of these; or video /
+            volumes, preprocessed: a (N, 3, T, H, W) tensor or a list of (3, T, H, W) tensors.
         preprocess: PIL image -> (3, H, W) float tensor; default
             :func:`camwidget.defaults.imagenet_transform` with ``mean``/``std``.
         mean, std: the normalisation inside ``preprocess``, undone for display.
 
     Returns:
         ``(inputs, display)``: (N, 3, H, W) float32 CPU tensor and (N, H, W, 3) uint8 array, where the
-        display image is the un-normalised model input, so heatmaps align with it pixel for pixel.
+        display image is the un-normalised model input, so heatmaps align with it pixel for pixel; for
+        clips (N, 3, T, H, W) and (N, T, H, W, 3).
 
     Raises:
         TypeError, ValueError, FileNotFoundError: with what was wrong with which image.
@@ -137,10 +142,10 @@ def load_images(
         where = f"image {i}" if len(items) > 1 else "image"
         if isinstance(item, torch.Tensor):
             x = item.detach()
-            if x.ndim != 3 or x.shape[0] != 3:
+            if x.ndim not in (3, 4) or x.shape[0] != 3:
                 raise ValueError(
-                    f"{where}: a tensor image must be preprocessed (3, H, W) (or a batch (N, 3, H, W)); "
-                    f"got shape {tuple(x.shape)}"
+                    f"{where}: a tensor image must be preprocessed (3, H, W) (or a batch (N, 3, H, W)); a "
+                    f"clip (3, T, H, W) (or a batch (N, 3, T, H, W)); got shape {tuple(x.shape)}"
                 )
             if not x.is_floating_point():
                 raise TypeError(
@@ -183,11 +188,13 @@ def load_images(
 
 
 def to_display(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """Un-normalise a (3, H, W) model input into an (H, W, 3) uint8 RGB image."""
-    m = torch.as_tensor(tuple(mean), dtype=torch.float32).view(-1, 1, 1)
-    s = torch.as_tensor(tuple(std), dtype=torch.float32).view(-1, 1, 1)
+    """Un-normalise a (3, H, W) model input into an (H, W, 3) uint8 RGB image; a clip (3, T, H, W) into
+    (T, H, W, 3)."""
+    shape = (-1, *[1] * (x.ndim - 1))
+    m = torch.as_tensor(tuple(mean), dtype=torch.float32).view(shape)
+    s = torch.as_tensor(tuple(std), dtype=torch.float32).view(shape)
     rgb = (x.float().cpu() * s + m).clamp(0, 1).mul(255).round().to(torch.uint8)
-    return rgb.permute(1, 2, 0).contiguous().numpy()
+    return rgb.movedim(0, -1).contiguous().numpy()
 
 
 def encode_levels(cam: torch.Tensor) -> bytes:
@@ -212,6 +219,22 @@ def step_order(cam: torch.Tensor, step: int) -> bytes:
     if int(steps.max()) > 65535:
         raise ValueError(f"too many insertion/deletion steps ({int(steps.max())}) for uint16 step numbers")
     return steps.cpu().numpy().astype("<u2").tobytes()
+
+
+def unpack_mask(bits: bytes, height: int, width: int) -> np.ndarray:
+    """The what-if brush's mask from the bytes the browser sends: ``numpy.packbits`` of the (H, W) bool mask
+    (row-major, most significant bit first) -> (H, W) bool.
+
+    Raises:
+        ValueError: ``bits`` is not ceil(H·W / 8) bytes long.
+    """
+    n = height * width
+    if len(bits) != (n + 7) // 8:
+        raise ValueError(
+            f"a mask of {height}x{width} pixels is {(n + 7) // 8} bytes of packed bits; got {len(bits)}"
+        )
+    flat = np.unpackbits(np.frombuffer(bytes(bits), dtype=np.uint8), count=n)
+    return flat.reshape(height, width).astype(bool)
 
 
 def thumbnails(display: np.ndarray, size: int = 64) -> bytes:

@@ -10,18 +10,27 @@ Traits (all synced):
 
 - selection, written by the front end and validated here: ``image_index``, ``method``, ``layer`` (any
   alias is accepted and canonicalised by the model's :class:`~camwidget.engine.layers.LayerCatalog`),
-  ``class_index``, ``compare`` ("off" | "method" | "class"), ``compare_method``, ``compare_class``;
-  display only: ``opacity`` (0..1), ``colormap``;
-- what can be chosen: ``methods``, ``layers``, ``class_names``, ``thumbnails``, ``about`` (model, device);
-- the current image: ``image`` (uint8 RGB bytes, shape, the blurred insertion start, the deletion
-  colour) and its ``top_classes``;
+  ``class_index`` (which of the image's choices is explained: a class, a label, a detection; see
+  :mod:`camwidget.widget.choices`), ``compare`` ("off" | "method" | "class"), ``compare_method``,
+  ``compare_class``; the what-if brush: ``brush_mask`` (the painted pixels as packed bits, see
+  :func:`~camwidget.widget.codecs.unpack_mask`) and ``brush_fill`` (what they become: "blur", "black",
+  "zeros", the insertion/deletion curves' substrates); ``true_class`` (explain each image's true class
+  rather than the prediction); display only: ``opacity`` (0..1), ``colormap``, ``frame`` (the frame of a
+  clip shown);
+- what can be chosen: ``methods``, ``layers``, ``class_names``, ``choices`` (what the class selector lists
+  and what its numbers are), ``thumbnails``, ``about`` (model, device); ``labels``, the true class per
+  image (-1 unknown), written by either side;
+- the current image: ``image`` (uint8 RGB bytes, shape, frames, the blurred insertion start, the deletion
+  colour), its ``top_classes``, its ``annotations`` (a segmentation's predicted classes, a detector's
+  boxes), ``whatif`` (the explained choice's number before and after painting) and ``understanding`` (the
+  error-understanding figures of a misclassified image's map);
 - results, one entry per slot (slot 1 while comparing): ``maps`` (uint8 levels, the encoded
   :class:`~camwidget.widget.map_key.MapKey`, class, timing, precision) and ``curves`` (insertion/deletion
   curves, AUCs, each pixel's uint16 step);
 - status: ``status``, ``progress``, ``message``, ``error``, ``curves_status``.
 
-A later panel (a what-if brush, a frame scrubber, a smoothing toggle) is a trait here, a field of the
-selection when it changes the map, and a module in ``js/src``.
+A later panel (a smoothing toggle, say) is a trait here, a field of the selection when it changes the map,
+and a module in ``js/src``.
 """
 
 from __future__ import annotations
@@ -43,6 +52,8 @@ from torch import nn
 from camwidget.defaults import IMAGENET_MEAN, IMAGENET_STD
 from camwidget.engine.batching import model_device
 from camwidget.methods.registry import get_method
+from camwidget.metrics.insertion_deletion import SUBSTRATES
+from camwidget.widget.choices import names_index
 from camwidget.widget.codecs import thumbnails
 from camwidget.widget.jobs import BackgroundWorker
 from camwidget.widget.map_key import COMPARE_MODES, MapKey, Selection
@@ -53,9 +64,24 @@ __all__ = ["COLORMAPS", "CamExplorer"]
 _STATIC = pathlib.Path(__file__).resolve().parent.parent / "static"
 COLORMAPS = ("viridis", "jet", "inferno", "gray")
 STATES = ("ready", "running", "cancelled", "error")
-SELECTION = ("image_index", "method", "layer", "class_index", "compare", "compare_method", "compare_class")
+SELECTION = (
+    "image_index",
+    "method",
+    "layer",
+    "class_index",
+    "compare",
+    "compare_method",
+    "compare_class",
+    "brush_mask",
+    "brush_fill",
+)
 _PROGRESS_EVERY = 0.1  # seconds between progress trait updates
 _THUMB = 64
+
+
+def _bytes_from_json(value: Any, widget: Any) -> bytes:
+    """A bytes trait from the front end: ipywidgets hands binary buffers over as memoryviews."""
+    return b"" if value is None else bytes(value)
 
 
 def front_end() -> tuple[str, str]:
@@ -70,7 +96,7 @@ def front_end() -> tuple[str, str]:
 
 
 class CamExplorer(anywidget.AnyWidget):
-    """Interactive class activation maps for an image classifier, in a notebook.
+    """Interactive class activation maps for an image model, in a notebook.
 
     Shows each image next to its heatmap and their overlay, lets you pick the CAM method, the layer and
     the class (top-k predictions first, any other class by typing part of its name), compares two
@@ -81,6 +107,24 @@ class CamExplorer(anywidget.AnyWidget):
     light/dark theme and lays itself out by its own width. :func:`camwidget.export_html` saves it as one
     offline HTML file.
 
+    **What if?** The brush paints over a region of the image (or a box, also with the keyboard) and the
+    model sees it hidden (blurred, black or the dataset's mean colour: the insertion/deletion curves'
+    substrates): the class list and the map follow the painted image, with the explained class's number
+    before and after ("p(tiger cat): 0.39 → 0.05"); erasing restores pixels.
+
+    **Beyond classifiers.** What the selector lists follows the model's output
+    (:mod:`camwidget.widget.choices`): a segmentation model's classes with the share of pixels predicted as
+    each (the image can outline the chosen class's pixels); a detector's detections, drawn as boxes that
+    explain themselves when clicked; a multi-label head's labels (``multilabel=True``, each explained by
+    its sigmoid); or one ``target=`` of :mod:`camwidget.targets` or any callable ``f(output) -> Tensor[N]``,
+    shown by its name. The insertion/deletion curves score the same target. Video and volumes
+    (N, 3, T, H, W) get a frame scrubber; the image and the map follow the frame.
+
+    **Mistakes.** With ``labels=`` (the true class per image), a misclassified image gets a "true class"
+    toggle beside the prediction that switches the map and the curves to the true class, and
+    :func:`camwidget.metrics.error_understanding`'s figures for its map (the highest true-class probability
+    when keeping 25/50/100% of the pixels, the true-class insertion AUC).
+
     While the thread works (the status line shows progress), it briefly holds forward hooks on the
     model's chosen layer and switches it to eval mode, restoring both when each job ends. Other
     explorers of the same model wait their turn; your own code should not run the same model object in
@@ -89,9 +133,13 @@ class CamExplorer(anywidget.AnyWidget):
     last view goes away (a rerun cell); the explorer recomputes what it shows if displayed again.
 
     Args:
-        model: a ``torch.nn.Module`` returning (N, K) logits; used on its own device, left unchanged.
+        model: a ``torch.nn.Module``: a classifier returning (N, K) logits, a segmentation model
+            ((N, K, H, W) or torchvision's ``{"out": ...}``), a torchvision-style detector (a list of dicts
+            with boxes, labels, scores), or any model with a callable ``target``; used on its own device,
+            left unchanged.
         images: a PIL image, a file path, an (H, W, 3) uint8/float numpy array, a preprocessed
-            (3, H, W) / (N, 3, H, W) float tensor, or a list of these.
+            (3, H, W) / (N, 3, H, W) float tensor, or a list of these; clips or volumes as a preprocessed
+            (N, 3, T, H, W) tensor or a list of (3, T, H, W) tensors.
         class_names: K names; default ImageNet's when K == 1000, else "class 0", "class 1", ...
         preprocess: PIL image -> (3, H, W) model input; default resize 256, centre crop 224, ImageNet
             normalisation (with ``mean``/``std``).
@@ -101,7 +149,18 @@ class CamExplorer(anywidget.AnyWidget):
         method: the method shown first; default "hirescam" (fast). Slow methods (Score-CAM, Opti-CAM,
             Ablation-CAM) show a HiResCAM preview while they compute.
         layer: the layer shown first (a name or an alias); default the last spatial layer before pooling.
-        target: the class shown first (index or class name); default each image's predicted class.
+        target: what is explained: the class shown first (an index or a class name; default each image's
+            top choice), or a target of :mod:`camwidget.targets`: ``Logit(c)`` / ``Probability(c)``
+            (classes scored so, starting at ``c``), ``Sigmoid(c)`` (a multi-label head, starting at label
+            ``c``), ``SegmentationClass(c)`` (starting at class ``c``), or any other target or callable
+            ``f(output) -> Tensor[N]`` (the one thing explained, shown by its name; for a detector, a
+            ``DetectionBox`` or a callable).
+        multilabel: the (N, K) outputs are independent labels: list their sigmoids and explain
+            ``Sigmoid(c)`` (a model that already ends in a sigmoid needs ``target=Output(c)`` instead).
+            Default False (one softmax over the classes).
+        labels: the true class of each image (an index, a class name, or None where unknown); a
+            misclassified image gets the true-class toggle and error-understanding figures. Classifiers
+            only.
         compare: the compare mode shown first: "off" (default), "method" or "class".
         compare_class: with ``compare="class"``, the second class (index or name); default the
             second-ranked prediction.
@@ -129,18 +188,27 @@ class CamExplorer(anywidget.AnyWidget):
     compare = t.Enum(COMPARE_MODES, "off").tag(sync=True)
     compare_method = t.Unicode(PREVIEW_METHOD).tag(sync=True)
     compare_class = t.Int(-1).tag(sync=True)
+    brush_mask = t.Bytes(b"").tag(sync=True, from_json=_bytes_from_json)
+    brush_fill = t.Enum(SUBSTRATES, "blur").tag(sync=True)
+    true_class = t.Bool(False).tag(sync=True)
     # display, applied in the browser
     opacity = t.Float(0.5, min=0.0, max=1.0).tag(sync=True)
     colormap = t.Enum(COLORMAPS, "viridis").tag(sync=True)
+    frame = t.Int(0).tag(sync=True)
     # what can be chosen (kernel -> front end)
     methods = t.List(t.Dict()).tag(sync=True)
     layers = t.List(t.Dict()).tag(sync=True)
     class_names = t.List(t.Unicode()).tag(sync=True)
+    choices = t.Dict().tag(sync=True)
     thumbnails = t.Dict().tag(sync=True)
     about = t.Dict().tag(sync=True)
+    labels = t.List(t.Int()).tag(sync=True)
     # the current image
     image = t.Dict().tag(sync=True)
     top_classes = t.List(t.Dict()).tag(sync=True)
+    annotations = t.Dict().tag(sync=True)
+    whatif = t.Dict().tag(sync=True)
+    understanding = t.Dict().tag(sync=True)
     # results, one entry per slot
     maps = t.List(t.Dict()).tag(sync=True)
     curves = t.List(t.Dict()).tag(sync=True)
@@ -168,7 +236,9 @@ class CamExplorer(anywidget.AnyWidget):
         topk: int = 5,
         method: str | None = None,
         layer: str | None = None,
-        target: int | str | None = None,
+        target: object = None,
+        multilabel: bool = False,
+        labels: Sequence[Any] | None = None,
         compare: str = "off",
         compare_class: int | str | None = None,
         mean: Sequence[float] = IMAGENET_MEAN,
@@ -197,14 +267,22 @@ class CamExplorer(anywidget.AnyWidget):
             std=std,
             curves=curves,
             curve_steps=curve_steps,
+            target=target,
+            multilabel=bool(multilabel),
+            labels=labels,
         )
+        if compare == "class" and session.choices.kind == "target":
+            raise ValueError(
+                f"compare='class' compares two of the image's choices; this explorer explains one target "
+                f"({session.choices.fixed.name!r}): compare methods instead"
+            )
         first = get_method(method).name if method is not None else None
         if first is not None and first not in session.methods:
             raise ValueError(f"method {first!r} is not in methods={list(session.methods)}")
         first = first or (PREVIEW_METHOD if PREVIEW_METHOD in session.methods else session.methods[0])
         first_layer = session.catalog.default if layer is None else session.catalog.canonical(layer)
-        pinned = None if target is None else session.class_names.index(target)
-        second = None if compare_class is None else session.class_names.index(compare_class)
+        pinned = session.first
+        second = None if compare_class is None else names_index(session.class_names, compare_class)
         self._lock = threading.RLock()
         self._session = session
         self._topk = int(topk)
@@ -214,6 +292,8 @@ class CamExplorer(anywidget.AnyWidget):
         self._ready = False  # observers wait until the constructor has set every trait
         self._views = 0
         self._last_progress = 0.0
+        self._toggling = False  # true_class is being set to follow a class the user picked
+        self._choosing = False  # the class is being chosen for a new image, not picked by the user
 
         esm, css = front_end()
         # in the constructor, so they are part of the state the comm opens with
@@ -228,10 +308,12 @@ class CamExplorer(anywidget.AnyWidget):
                 {"name": i.name, "shape": list(i.shape), "aliases": list(i.aliases)} for i in session.catalog
             ]
             self.class_names = list(session.class_names)
+            self.choices = session.choices.describe()
+            self.labels = list(session.labels)
             self.thumbnails = {
                 "count": len(session.inputs),
                 "size": _THUMB,
-                "rgb": thumbnails(session.display, _THUMB),
+                "rgb": thumbnails(session.stills, _THUMB),
             }
             self.about = {"model": type(model).__name__, "device": str(model_device(model))}
             self.colormap, self.opacity = colormap, float(opacity)
@@ -279,12 +361,51 @@ class CamExplorer(anywidget.AnyWidget):
 
     @t.validate("class_index", "compare_class")
     def _valid_class(self, proposal: t.Bunch) -> int:
-        k = len(self._session.class_names)
-        if not -1 <= proposal.value < k:
-            raise t.TraitError(
-                f"{proposal.trait.name} {proposal.value} out of range: the model has {k} classes (0..{k - 1})"
-            )
+        session = self._session
+        k = session.choice_count(self.image_index)
+        if proposal.value == -1 or (k is not None and 0 <= proposal.value < k):
+            return proposal.value
+        noun = session.choices.noun
+        if session.choices.kind == "detections":
+            has = f"image {self.image_index} has {k or 0} detections" + (f" (0..{k - 1})" if k else "")
+        elif session.choices.kind == "target":
+            has = f"the explorer explains one target, {session.choices.fixed.name!r} (0)"
+        else:
+            has = f"the model has {k} {'classes' if noun == 'class' else noun + 's'} (0..{k - 1})"
+        raise t.TraitError(f"{proposal.trait.name} {proposal.value} out of range: {has}")
+
+    @t.validate("compare")
+    def _valid_compare(self, proposal: t.Bunch) -> str:
+        if proposal.value == "class" and self._session.choices.kind == "target":
+            raise t.TraitError("compare 'class' needs choices to compare; this explorer explains one target")
         return proposal.value
+
+    @t.validate("brush_mask")
+    def _valid_mask(self, proposal: t.Bunch) -> bytes:
+        h, w = self._session.inputs.shape[-2:]
+        size = (int(h) * int(w) + 7) // 8
+        if proposal.value and len(proposal.value) != size:
+            raise t.TraitError(
+                f"brush_mask must be {size} bytes (the {h}x{w} mask's packed bits) or empty; got "
+                f"{len(proposal.value)}"
+            )
+        return bytes(proposal.value)
+
+    @t.validate("frame")
+    def _valid_frame(self, proposal: t.Bunch) -> int:
+        frames = self._session.frames
+        if not 0 <= proposal.value < frames:
+            raise t.TraitError(f"frame {proposal.value} out of range: the clips have {frames} frames")
+        return proposal.value
+
+    @t.validate("labels")
+    def _valid_labels(self, proposal: t.Bunch) -> list[int]:
+        if not proposal.value:
+            return [-1] * len(self._session.inputs)
+        try:
+            return self._session.check_labels(proposal.value)
+        except (TypeError, ValueError) as exc:
+            raise t.TraitError(str(exc)) from None
 
     def set_state(self, sync_data: dict[str, Any]) -> None:
         """Apply the front end's changes; an invalid value is refused, shown as the error, and the front
@@ -304,6 +425,10 @@ class CamExplorer(anywidget.AnyWidget):
                 return
             if change.name == "image_index":
                 self._show_image()
+            elif change.name in ("brush_mask", "brush_fill"):
+                self._show_brush()
+            elif change.name == "class_index":
+                self._follow_true_class()
             self._paused = False
             running = self._worker.current if self._worker is not None else None
             if (
@@ -314,6 +439,42 @@ class CamExplorer(anywidget.AnyWidget):
                 running.cancel()
             self._publish(running)
         self._wake()
+
+    @t.observe("true_class")
+    def _on_true_class(self, change: t.Bunch) -> None:
+        """The toggle: explain the true class (when the image has one), or the prediction again."""
+        with self._lock:
+            if self._closing or not self._ready or self._toggling:
+                return
+            label_ = self._session.labels[self.image_index]
+            probs = self._session.probabilities(self.image_index)
+            if change.new and label_ >= 0:
+                self.class_index = label_
+            elif not change.new and probs is not None and not np.isnan(probs).all():
+                self.class_index = int(np.argmax(probs))
+
+    @t.observe("labels")
+    def _on_labels(self, change: t.Bunch) -> None:
+        with self._lock:
+            self._session.set_labels(change.new)
+            if self._closing or not self._ready:
+                return
+            if self.true_class:
+                self._show_predictions()
+            self._publish(self._worker.current if self._worker is not None else None)
+        self._wake()
+
+    def _follow_true_class(self) -> None:
+        """A class picked by hand that is not the true class turns the toggle off (and the true class on)."""
+        if self._choosing:
+            return
+        is_label = self.class_index >= 0 and self.class_index == self._session.labels[self.image_index]
+        if self.true_class != is_label and (is_label or self.true_class):
+            self._toggling = True
+            try:
+                self.true_class = is_label
+            finally:
+                self._toggling = False
 
     @t.observe("comm")
     def _watch_comm(self, change: t.Bunch) -> None:
@@ -364,7 +525,12 @@ class CamExplorer(anywidget.AnyWidget):
             self.compare,
             self.compare_method,
             self.compare_class,
+            self._mask(),
         )
+
+    def _mask(self) -> str:
+        """The id of the brush's mask ("" when nothing is painted)."""
+        return self._session.register_mask(self.brush_mask, self.brush_fill)
 
     def _show_image(self) -> None:
         """Publish the current image and its predictions."""
@@ -373,42 +539,101 @@ class CamExplorer(anywidget.AnyWidget):
         self.image = {
             "index": index,
             "shape": [int(h), int(w)],
+            "frames": session.frames,
             "rgb": session.display[index].tobytes(),
-            "base": session.insertion_base(index),
+            "base": self._base(),
             "substrate": [round(m * 255) for m in session.mean],
         }
+        if self.frame >= session.frames:
+            self.frame = 0
         self._show_predictions()
 
+    def _base(self) -> bytes:
+        """The blurred image (insertion's start; the brush's blur fill, computed as soon as it paints)."""
+        session, index = self._session, self.image_index
+        if self.brush_fill == "blur" and self._mask():
+            return session.blurred(index)
+        return session.insertion_base(index)
+
     def _show_predictions(self) -> None:
-        """Publish the current image's top classes, choosing the class when it is not pinned."""
+        """Publish the current image's top classes, choosing the class: the true class while the toggle is
+        on and the image has one, else the pinned class, else the image's top choice."""
+        self._choosing = True  # not the user's pick: the toggle stays as it is
+        try:
+            self._choose()
+        finally:
+            self._choosing = False
+
+    def _choose(self) -> None:
         session = self._session
-        probs = session.probabilities(self.image_index)
-        if probs is None or np.isnan(probs).all():
-            self.top_classes = []
+        reading = session.reading(self.image_index)
+        if reading is None or reading.failed or not reading.count:
             if self._pinned is None:
                 self.class_index = -1
+            self._show_top()
             return
-        order = [int(i) for i in np.argsort(-probs, kind="stable")[: self._topk]]
-        names = session.class_names
-        self.top_classes = [{"index": i, "name": names[i], "prob": round(float(probs[i]), 6)} for i in order]
-        if self._pinned is None:  # each image's own top class
+        order = reading.order(self._topk)
+        label_ = session.labels[self.image_index]
+        if self.true_class and label_ >= 0:
+            self.class_index = label_
+        elif self._pinned is None:  # each image's own top choice
             self.class_index = order[0]
         elif self.class_index < 0:  # a pinned class stays, also when the user picked another since
             self.class_index = self._pinned
         second = [i for i in order if i != self.class_index]
-        if second and (
-            self.compare_class < 0 or self.compare_class == self.class_index or self._pinned is None
+        if (
+            second
+            and session.choices.kind != "target"
+            and (self.compare_class < 0 or self.compare_class == self.class_index or self._pinned is None)
         ):
             self.compare_class = second[0]
+        self._show_top()
+
+    def _show_top(self) -> None:
+        """Publish the top choices (of the painted image under the brush), the annotations and the what-if."""
+        session, index = self._session, self.image_index
+        mask = self._mask()
+        painted = session.reading(index, mask) if mask else None
+        self.top_classes = session.top(index, self._topk, mask if painted is not None else "")
+        annotations = session.annotations(index, self._topk)
+        if annotations != self.annotations:
+            self.annotations = annotations
+        self.whatif = self._whatif(mask, painted)
+
+    def _whatif(self, mask: str, painted: Any) -> dict[str, Any]:
+        session, index, choice = self._session, self.image_index, self.class_index
+        base = session.reading(index)
+        if not mask or base is None or not 0 <= choice < base.count:
+            return {}
+        after = None
+        if painted is not None and choice < painted.count and not np.isnan(painted.scores[choice]):
+            after = round(float(painted.scores[choice]), 6)
+        return {
+            "mask": mask,
+            "index": choice,
+            "name": session.name(index, choice),
+            "score": session.choices.score,
+            "before": round(float(base.scores[choice]), 6),
+            "after": after,
+        }
+
+    def _show_brush(self) -> None:
+        """The brush's mask or fill changed: the lists and the what-if follow (the maps via the selection)."""
+        base = self._base()
+        if base and self.image.get("base") != base:
+            self.image = {**self.image, "base": base}
+        self._show_top()
 
     def _publish(self, running: Work | None) -> None:
         """Show what the session has for the selection (a slot without a new map keeps its old one)."""
         with self._lock, self.hold_sync():
             view = self._session.view(self._selection(), running=running, paused=self._paused)
             old = list(self.maps)
+            if view.understanding != self.understanding:
+                self.understanding = view.understanding
             self.maps = [new or (old[i] if i < len(old) else {}) for i, new in enumerate(view.maps)]
             self.curves = [c or {} for c in view.curves]
-            base = self._session.insertion_base(self.image_index)
+            base = self._base()
             if self.image.get("base") != base:
                 self.image = {**self.image, "base": base}
             self.curves_status = view.curves_status
@@ -456,7 +681,12 @@ class CamExplorer(anywidget.AnyWidget):
             if self._closing:
                 return
             if work.kind == "predict" and work.image == self.image_index:
-                self._show_predictions()
+                if work.mask:
+                    self._show_top()
+                else:
+                    self._show_predictions()
+            elif self.class_index >= 0 and self.whatif and self.whatif.get("index") != self.class_index:
+                self._show_top()
             self._publish(None)
 
     def _on_progress(self, work: Work, done: int, total: int) -> None:
@@ -505,7 +735,7 @@ class CamExplorer(anywidget.AnyWidget):
         self._start()
 
     def heatmap_array(self, slot: int = 0) -> np.ndarray | None:
-        """The (H, W) float32 map shown in ``slot`` (0, or 1 when comparing), if any."""
+        """The (H, W) float32 map shown in ``slot`` (0, or 1 when comparing), if any ((T, H, W) for clips)."""
         maps = self.maps
         if slot >= len(maps) or not maps[slot].get("key"):
             return None
@@ -514,8 +744,26 @@ class CamExplorer(anywidget.AnyWidget):
 
     @property
     def inputs(self) -> torch.Tensor:
-        """The (N, 3, H, W) model inputs (CPU)."""
+        """The (N, 3, H, W) model inputs (CPU); (N, 3, T, H, W) for clips."""
         return self._session.inputs
+
+    def paint(self, mask: Any, fill: str | None = None) -> None:
+        """Paint ``mask`` with the what-if brush, as the front end does: an (H, W) bool array (True = hidden)
+        at the model input's resolution, or None / an empty mask to restore the image; ``fill`` one of
+        "blur", "black", "zeros" (default: the current ``brush_fill``)."""
+        h, w = self._session.inputs.shape[-2:]
+        bits = b""
+        if mask is not None:
+            array = np.asarray(mask, dtype=bool)
+            if array.shape != (h, w):
+                raise ValueError(
+                    f"the mask must be ({h}, {w}) at the model input's resolution; got {array.shape}"
+                )
+            bits = np.packbits(array.reshape(-1)).tobytes() if array.any() else b""
+        with self.hold_sync():
+            if fill is not None:
+                self.brush_fill = fill
+            self.brush_mask = bits
 
     @property
     def session(self) -> Session:

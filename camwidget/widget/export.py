@@ -59,27 +59,21 @@ def saved_state(explorer: CamExplorer) -> dict[str, Any]:
     session = explorer.session
     state = explorer.get_state(key=explorer.published_traits())
     images = []
+    k = len(explorer.top_classes) or 5
     for index in range(len(session.inputs)):
-        probs = session.probabilities(index)
-        top = []
-        if probs is not None:
-            order = probs.argsort()[::-1][: len(explorer.top_classes) or 5]
-            top = [
-                {"index": int(i), "name": session.class_names[int(i)], "prob": round(float(probs[i]), 6)}
-                for i in order
-                if probs[i] == probs[i]  # not NaN
-            ]
         h, w = session.inputs.shape[-2:]
         images.append(
             {
                 "image": {
                     "index": index,
                     "shape": [int(h), int(w)],
+                    "frames": session.frames,
                     "rgb": session.display[index].tobytes(),
                     "base": session.insertion_base(index),
                     "substrate": [round(m * 255) for m in session.mean],
                 },
-                "top_classes": top,
+                "top_classes": session.top(index, k),
+                "annotations": session.annotations(index, k),
             }
         )
     maps, curves = {}, {}
@@ -183,10 +177,14 @@ def _is_figure(obj: object) -> bool:
 
 def explorer_png(explorer: CamExplorer, colormap: str, opacity: float) -> bytes:
     """PNG bytes of what ``explorer`` shows: the image, then (once a map is shown) its overlay at
-    ``opacity`` and the heatmap in ``colormap``, side by side with 6 px white gaps."""
+    ``opacity`` and the heatmap in ``colormap``, side by side with 6 px white gaps (a clip: its frame
+    ``explorer.frame``)."""
     rgb = explorer.session.display[explorer.image_index]
-    tiles = [rgb]
     cam = explorer.heatmap_array(0)
+    if explorer.session.frames > 1:
+        rgb = rgb[explorer.frame]
+        cam = None if cam is None else cam[explorer.frame]
+    tiles = [rgb]
     if cam is not None:
         levels = np.clip(np.rint(np.nan_to_num(cam) * 255), 0, 255).astype(np.uint8)
         tiles += [blend(rgb, levels, colormap, opacity), colorize(levels, colormap)]

@@ -5,41 +5,47 @@ string); the front end encodes the key it wants from the selection traits with t
 (``js/src/map_key.js``) and compares strings, so "is the map on screen the one asked for" is decided in one
 way on both sides. ``tests/widget/test_map_key.py`` runs both codecs on the same keys and selections.
 
-Adding a dimension to what a map depends on (a video frame, a smoothing option, a what-if mask's id) is a
-field here, its twin in ``KEY_FIELDS`` in ``map_key.js``, and a field of :class:`Selection`.
+Adding a dimension to what a map depends on (a smoothing option, say) is a field here, its twin in
+``KEY_FIELDS`` in ``map_key.js``, and a field of :class:`Selection`. The what-if brush's mask is one:
+:func:`mask_id` names a painted mask and its fill the same way on both sides (``maskId`` in ``map_key.js``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["COMPARE_MODES", "KEY_FIELDS", "MapKey", "Selection"]
+__all__ = ["COMPARE_MODES", "KEY_FIELDS", "MapKey", "Selection", "mask_id"]
 
 COMPARE_MODES = ("off", "method", "class")
 
 
 @dataclass(frozen=True)
 class MapKey:
-    """One map: the image, the method, the (canonical) layer and the class explained.
+    """One map: the image, the method, the (canonical) layer, what is explained and the what-if mask.
 
     Attributes:
         image: index of the image in the explorer, >= 0.
         method: a method name from :data:`camwidget.METHODS`.
         layer: a canonical layer name (:class:`~camwidget.engine.layers.LayerCatalog`).
-        target: the class index explained, >= 0.
+        target: which of the image's choices is explained, >= 0: a class index (classifiers, multi-label
+            heads, segmentation), a detection's index in the image's detections, or 0 for a fixed target
+            (:mod:`camwidget.widget.choices`).
+        mask: the what-if brush's mask (:func:`mask_id`), "" for the image as it is.
     """
 
     image: int
     method: str
     layer: str
     target: int
+    mask: str = ""
 
     def encode(self) -> str:
         """The key as the front end spells it: a compact JSON array of the fields in order,
-        ``[0,"hirescam","features.12",281]``."""
+        ``[0,"hirescam","features.12",281,""]``."""
         values = [getattr(self, name) for name in KEY_FIELDS]
         return json.dumps(values, separators=(",", ":"), ensure_ascii=False)
 
@@ -66,6 +72,21 @@ class MapKey:
 KEY_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(MapKey))
 
 
+def mask_id(bits: bytes, fill: str) -> str:
+    """The name of a what-if mask: ``"<fill>:<crc32><adler32>"`` (16 hex digits) of its packed bits, or ""
+    when no pixel is painted (the image as it is).
+
+    Args:
+        bits: the mask as ``numpy.packbits`` of the (H, W) bool mask, row-major, most significant bit first
+            (what the front end sends).
+        fill: what painted pixels become: a substrate of :data:`camwidget.metrics.SUBSTRATES`.
+    """
+    data = bytes(bits)
+    if not any(data):
+        return ""
+    return f"{fill}:{zlib.crc32(data):08x}{zlib.adler32(data):08x}"
+
+
 @dataclass(frozen=True)
 class Selection:
     """What the user has chosen in the explorer (the selection traits, as one value).
@@ -75,6 +96,7 @@ class Selection:
             image's prediction is not known yet.
         compare: "off", "method" (a second method, same class) or "class" (a second class, same method).
         compare_method, compare_target: the second method / class.
+        mask: the what-if mask (:func:`mask_id`), "" for none; both slots show the masked image.
     """
 
     image: int
@@ -84,17 +106,17 @@ class Selection:
     compare: str = "off"
     compare_method: str = ""
     compare_target: int = -1
+    mask: str = ""
 
     def keys(self) -> tuple[MapKey | None, ...]:
         """The key each slot shows: slot 0 always, slot 1 when comparing; None while the class is unknown."""
-        first = MapKey(self.image, self.method, self.layer, self.target) if self.target >= 0 else None
+
+        def key(method: str, target: int) -> MapKey | None:
+            return MapKey(self.image, method, self.layer, target, self.mask) if target >= 0 else None
+
+        first = key(self.method, self.target)
         if self.compare == "method":
-            return (first, first.replace(method=self.compare_method) if first is not None else None)
+            return (first, key(self.compare_method, self.target))
         if self.compare == "class":
-            second = (
-                MapKey(self.image, self.method, self.layer, self.compare_target)
-                if self.compare_target >= 0
-                else None
-            )
-            return (first, second)
+            return (first, key(self.method, self.compare_target))
         return (first,)

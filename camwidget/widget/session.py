@@ -6,14 +6,21 @@ A :class:`Session` is plain, synchronous Python: no traits, no threads. Given a 
 (:mod:`camwidget.widget.explorer`) owns the thread that calls :meth:`Session.run` and publishes views as
 traits; tests drive a Session directly.
 
-The engine is called in four ways only: ``Explainer(model, layer, ...)``, ``explainer(x, target=...,
-method=...)``, ``explainer.predict(x)`` and :func:`camwidget.metrics.insertion_deletion`. Every result is
-cached under its :class:`~camwidget.widget.map_key.MapKey` in one LRU table of :class:`Entry` (map,
-timing, precision, curves, errors), so going back to an earlier choice costs nothing.
+The engine is called in these ways only: ``Explainer(model, layer, ...)``, ``explainer(x, target=...,
+method=...)``, one plain forward pass per image (:func:`model_output`, read by
+:class:`~camwidget.widget.choices.Choices`), and the metrics :func:`~camwidget.metrics.insertion_deletion`,
+:func:`~camwidget.metrics.perturbed_image` (the what-if brush's painted input, on the curves' own
+substrates) and :func:`~camwidget.metrics.error_understanding`. Every result is cached under its
+:class:`~camwidget.widget.map_key.MapKey` in one LRU table of :class:`Entry` (map, timing, precision,
+curves, error-understanding figures, errors), so going back to an earlier choice costs nothing.
 
-Where later features plug in: a new kind of work (a what-if map of a masked image, a frame of a video) is
-a ``Work.kind`` planned in :meth:`Session.plan` and computed in :meth:`Session.run`; a new dimension of a
-map is a field of ``MapKey`` and ``Selection``.
+What a map explains is one of the image's *choices* (:mod:`camwidget.widget.choices`: a class, a label, a
+segmentation class, a detection, or one fixed target); a what-if mask (:meth:`Session.register_mask`) is a
+field of the key, so a painted image's predictions and maps are cached like any other. Video and volumes
+(N, C, T, H, W) work alike: their maps are (T, H, W), and the brush paints every frame.
+
+Where later features plug in: a new kind of work is a ``Work.kind`` planned in :meth:`Session.plan` and
+computed in :meth:`Session.run`; a new dimension of a map is a field of ``MapKey`` and ``Selection``.
 """
 
 from __future__ import annotations
@@ -32,21 +39,32 @@ import numpy as np
 import torch
 from torch import nn
 
-from camwidget.class_names import ClassNames
 from camwidget.defaults import IMAGENET_MEAN, IMAGENET_STD
 from camwidget.engine.batching import Cancelled, model_device
 from camwidget.engine.explainer import Explainer
+from camwidget.engine.hooks import preserved_state
 from camwidget.engine.layers import LayerCatalog, NoSpatialLayerError
 from camwidget.engine.model_lock import model_lock
+from camwidget.engine.validation import running_model
 from camwidget.methods.registry import METHODS, get_method
-from camwidget.metrics.insertion_deletion import blur_images, insertion_deletion
-from camwidget.widget.codecs import encode_levels, load_images, step_order, to_display
-from camwidget.widget.map_key import MapKey, Selection
+from camwidget.metrics.error_understanding import error_understanding
+from camwidget.metrics.insertion_deletion import SUBSTRATES, blur_images, insertion_deletion, perturbed_image
+from camwidget.targets import describe_output
+from camwidget.widget.choices import Choices, Reading, names_index
+from camwidget.widget.codecs import encode_levels, load_images, step_order, to_display, unpack_mask
+from camwidget.widget.map_key import MapKey, Selection, mask_id
 
-__all__ = ["PREVIEW_METHOD", "Entry", "Session", "View", "Work"]
+__all__ = ["PREVIEW_METHOD", "UNDERSTANDING_RANGES", "Entry", "Session", "View", "Work", "model_output"]
 
 PREVIEW_METHOD = "hirescam"  # shown while a slow method computes: one forward and backward pass
 MAP_CACHE = 192  # maps kept (each H*W float32: 200 KB at 224x224)
+MASK_CACHE = 64  # what-if masks kept (their readings: MASK_CACHE * images at most)
+PAINTED_CACHE = 8  # painted inputs kept (each one C*H*W float32 input)
+UNDERSTANDING_RANGES = (
+    0.25,
+    0.5,
+    1.0,
+)  # error understanding: highest confidence within these shares of pixels
 
 _log = logging.getLogger("camwidget")
 
@@ -68,16 +86,25 @@ def _seconds(secs: float) -> str:
     return f"{secs * 1000:.0f} ms" if secs < 1 else f"{secs:.1f} s"
 
 
+def model_output(model: nn.Module, x: torch.Tensor) -> Any:
+    """The model's output on ``x`` (one plain forward pass in eval mode under ``inference_mode``, on the
+    model's device; the model is left as it came and other camwidget calls on it wait)."""
+    with preserved_state(model), torch.inference_mode(), running_model(x):
+        return model(x.to(model_device(model)))
+
+
 @dataclass
 class Work:
     """One unit of background work.
 
     Attributes:
-        kind: "predict" (class probabilities of an image), "map" or "curves".
+        kind: "predict" (what an image's output says about its choices), "map", "curves" or "understanding"
+            (the error-understanding figures of a misclassified image's map).
         image: the image it is about.
-        key: the map it computes (or the map whose curves it computes); None for "predict".
+        key: the map it computes (or the map whose curves or figures it computes); None for "predict".
         label: what the status line says while it runs ("Score-CAM · layer4").
         slow: many forward passes (its progress is shown, and a change of selection cancels it).
+        mask: "predict": the what-if mask of the painted image to read ("" for the image as it is).
     """
 
     kind: str
@@ -85,6 +112,7 @@ class Work:
     key: MapKey | None
     label: str
     slow: bool = False
+    mask: str = ""
     cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def cancel(self) -> None:
@@ -105,6 +133,8 @@ class Entry:
     curves: dict[str, Any] | None = None  # the published curve payload without its key
     order: bytes = b""  # step_order of the map, for the browser's perturbed frames
     curves_error: str = ""
+    understanding: dict[str, Any] | None = None  # error-understanding figures (misclassified images)
+    understanding_error: str = ""
 
 
 @dataclass(frozen=True)
@@ -115,7 +145,10 @@ class View:
         maps: per slot, the payload of the map to show, or None to keep what is shown (stale).
         curves: per slot, the curve payload, or None when there are none for that slot's map.
         status: "ready", "running", "cancelled" or "error". message, error: the status line. progress: 0..1
-            or -1 (unknown). curves_status: why slot 0 has no curves ("" when it has them).
+            or -1 (unknown). curves_status: why slot 0 has no curves ("" when it has them); under the brush
+            the curves are the unpainted image's.
+        understanding: the error-understanding figures of slot 0's map when its image is misclassified
+            (``{"status": ...}`` while they compute, ``{}`` when they do not apply).
     """
 
     maps: tuple[dict[str, Any] | None, ...]
@@ -125,6 +158,7 @@ class View:
     error: str
     progress: float
     curves_status: str
+    understanding: dict[str, Any] = field(default_factory=dict)
 
 
 class Session:
@@ -133,6 +167,11 @@ class Session:
     Build one with :meth:`open` (it checks every argument and runs the model once). Thread-safety: one
     thread may :meth:`run` work while another reads (:meth:`view`, :meth:`plan`); results are stored
     under a lock. Calls on the model are serialised by :func:`~camwidget.engine.model_lock.model_lock`.
+
+    Attributes:
+        choices: what can be explained in an image (:class:`~camwidget.widget.choices.Choices`).
+        labels: the true class of each image, -1 where unknown (classifiers only).
+        first: the choice ``target=`` asked to show first (None: each image's top choice).
     """
 
     def __init__(
@@ -143,7 +182,7 @@ class Session:
         *,
         catalog: LayerCatalog,
         methods: Sequence[str],
-        class_names: ClassNames,
+        choices: Choices,
         mean: Sequence[float],
         std: Sequence[float],
         curves: bool,
@@ -154,16 +193,21 @@ class Session:
         self.display = display
         self.catalog = catalog
         self.methods = tuple(methods)
-        self.class_names = class_names
+        self.choices = choices
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
         self.curves = curves
         self.curve_steps = max(2, int(curve_steps))
         self.interactive = {m for m in self.methods if get_method(m).interactive}
+        self.labels: list[int] = [-1] * len(inputs)
+        self.first: int | None = None
         self._lock = threading.RLock()
         self._entries: OrderedDict[MapKey, Entry] = OrderedDict()
-        self._probs: dict[int, np.ndarray] = {}
-        self._predict_errors: dict[int, str] = {}
+        self._readings: dict[int, Reading] = {}
+        self._painted_readings: OrderedDict[tuple[int, str], Reading] = OrderedDict()
+        self._predict_errors: dict[tuple[int, str], str] = {}
+        self._masks: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._painted: OrderedDict[tuple[int, str], torch.Tensor] = OrderedDict()
         self._bases: dict[int, bytes] = {}
         self._explainers: dict[str, Explainer] = {}
         self._progress: Callable[[int, int], None] | None = None
@@ -184,14 +228,18 @@ class Session:
         std: Sequence[float] = IMAGENET_STD,
         curves: bool = True,
         curve_steps: int = 32,
+        target: object = None,
+        multilabel: bool = False,
+        labels: Sequence[Any] | None = None,
     ) -> Session:
         """Check the arguments, load the images and survey the model (one forward pass of the first image).
 
         Args: as :class:`~camwidget.CamExplorer`.
 
         Raises:
-            TypeError, ValueError, FileNotFoundError: a bad model, image, method, layer or class name
-                list, or a model that fails on the first image (the message says which and what to do).
+            TypeError, ValueError, FileNotFoundError: a bad model, image, method, layer, target, label or
+                class name list, or a model that fails on the first image (the message says which and what
+                to do).
         """
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -204,7 +252,7 @@ class Session:
         x0 = inputs[:1]
         try:
             catalog = LayerCatalog.of(model, x0.to(model_device(model)))
-            probs0 = Explainer(model, None, PREVIEW_METHOD, mean=mean, std=std).predict(x0).softmax(dim=1)[0]
+            output = model_output(model, x0)
         except NoSpatialLayerError:
             raise
         except Exception as exc:
@@ -212,25 +260,88 @@ class Session:
                 f"the model failed on the first image (input shape {tuple(x0.shape)}): {short_error(exc)}. "
                 "Check that preprocess produces what the model expects."
             ) from exc
+        choices, first = Choices.of(output, target=target, multilabel=multilabel, class_names=class_names)
         session = cls(
             model,
             inputs,
             display,
             catalog=catalog if layers is None else catalog.restrict(layers),
             methods=list(dict.fromkeys(chosen)),
-            class_names=ClassNames(class_names, probs0.shape[0]),
+            choices=choices,
             mean=mean,
             std=std,
             curves=curves,
             curve_steps=curve_steps,
         )
-        session._probs[0] = probs0.cpu().numpy()
+        session.first = first
+        try:
+            session._readings[0] = choices.read(output, session._run_model)
+        except (TypeError, ValueError):
+            raise
+        except Exception as exc:
+            raise ValueError(
+                f"the target failed on the model's output ({describe_output(output)}): {short_error(exc)}"
+            ) from exc
+        if labels is not None:
+            session.set_labels(session.check_labels(labels))
         return session
 
+    def check_labels(self, labels: Sequence[Any]) -> list[int]:
+        """One true class per image (an index, a class name, or None / -1 where unknown) -> indices (-1).
+
+        Raises:
+            TypeError, ValueError: not one per image, an unknown class, or a model whose choices are not
+                classes (the true class is a classifier's notion).
+        """
+        if isinstance(labels, str | bytes) or not isinstance(labels, Sequence | np.ndarray | torch.Tensor):
+            raise TypeError(f"labels must be one class per image (a list); got {type(labels).__name__}")
+        values = labels.tolist() if isinstance(labels, np.ndarray | torch.Tensor) else list(labels)
+        if len(values) != len(self.inputs):
+            raise ValueError(
+                f"labels has {len(values)} entries for {len(self.inputs)} images; pass one per image"
+            )
+        unknown = [v is None or (isinstance(v, int) and not isinstance(v, bool) and v == -1) for v in values]
+        if not all(unknown) and self.choices.kind != "classes":
+            kinds = {"labels": "labels", "segmentation": "segmentation classes", "detections": "detections"}
+            raise ValueError(
+                "labels= (the true class per image) needs a classifier's classes; this explorer lists "
+                f"{kinds.get(self.choices.kind, 'one target')}"
+            )
+        return [-1 if u else names_index(self.class_names, v) for u, v in zip(unknown, values, strict=True)]
+
+    def set_labels(self, labels: Sequence[int]) -> None:
+        """Set the true classes (checked indices, -1 where unknown); error-understanding figures follow."""
+        with self._lock:
+            self.labels = [int(v) for v in labels]
+
     # ---------------------------------------------------------------------------------------- queries
+    @property
+    def class_names(self) -> Sequence[str]:
+        """The names of the model's classes (labels, segmentation classes, a detector's labels)."""
+        return self.choices.class_names
+
+    @property
+    def frames(self) -> int:
+        """T for video or volumes (N, C, T, H, W), else 1."""
+        return int(self.inputs.shape[2]) if self.inputs.ndim == 5 else 1
+
+    @property
+    def stills(self) -> np.ndarray:
+        """(N, H, W, 3) uint8: the images, or each clip's middle frame."""
+        return self.display[:, self.frames // 2] if self.inputs.ndim == 5 else self.display
+
+    def reading(self, image: int, mask: str = "") -> Reading | None:
+        """What ``image``'s output (painted with ``mask``) says about its choices, once predicted."""
+        with self._lock:
+            if not mask:
+                return self._readings.get(image)
+            return self._painted_readings.get((image, mask))
+
     def probabilities(self, image: int) -> np.ndarray | None:
-        """(K,) class probabilities of ``image`` once predicted (NaN when the model failed on it)."""
-        return self._probs.get(image)
+        """The number beside each choice of ``image`` (class probabilities for a classifier), once
+        predicted; NaN when the model failed on it."""
+        reading = self.reading(image)
+        return None if reading is None else reading.scores
 
     def entry(self, key: MapKey) -> Entry | None:
         """What is cached about ``key``."""
@@ -238,7 +349,7 @@ class Session:
             return self._entries.get(key)
 
     def map(self, key: MapKey) -> torch.Tensor | None:
-        """The cached (H, W) map of ``key``, if computed."""
+        """The cached (H, W) map of ``key`` ((T, H, W) for clips), if computed."""
         entry = self.entry(key)
         return None if entry is None else entry.map
 
@@ -249,8 +360,16 @@ class Session:
 
     def insertion_base(self, image: int) -> bytes:
         """The display pixels insertion starts from (RISE: a blurred copy of the image), once curves of
-        that image were computed; else empty."""
+        that image were computed or :meth:`blurred` was asked; else empty."""
         return self._bases.get(image, b"")
+
+    def blurred(self, image: int) -> bytes:
+        """The display pixels of the RISE blur of ``image`` (insertion's start, the brush's "blur" fill)."""
+        base = self._bases.get(image)
+        if base is None:
+            x = self.inputs[image : image + 1]
+            base = self._bases[image] = to_display(blur_images(x)[0], self.mean, self.std).tobytes()
+        return base
 
     def preview_key(self, key: MapKey | None) -> MapKey | None:
         """The fast map shown while ``key``'s slow method computes (None for interactive methods)."""
@@ -262,23 +381,113 @@ class Session:
         """Every map the selection may show, previews included (running work on others is cancelled)."""
         keys = {k for k in selection.keys() if k is not None}
         preview = self.preview_key(selection.keys()[0])
-        return keys | ({preview} if preview is not None else set())
+        plain = {k.replace(mask="") for k in keys} if self.curves else set()
+        return keys | plain | ({preview} if preview is not None else set())
+
+    def choice_count(self, image: int) -> int | None:
+        """How many choices ``image`` offers (None while a detector's image is not predicted yet)."""
+        count = self.choices.count
+        if count is not None:
+            return count
+        reading = self.reading(image)
+        return None if reading is None else reading.count
+
+    def name(self, image: int, choice: int) -> str:
+        """How choice ``choice`` of ``image`` is shown (a class name, a detection, the target's name)."""
+        return self.choices.name(self.reading(image), choice)
+
+    def target(self, key: MapKey) -> Any:
+        """What the engine explains for ``key`` (a class index or a :class:`~camwidget.targets.Target`)."""
+        return self.choices.target(self.reading(key.image), key.target)
+
+    def understands(self, image: int) -> bool:
+        """Whether ``image`` gets error-understanding figures: a classifier's image with a known true class
+        that the model gets wrong (and a still image: the metric is defined on (N, C, H, W))."""
+        reading = self.reading(image)
+        label = self.labels[image]
+        return (
+            self.choices.kind == "classes"
+            and label >= 0
+            and self.inputs.ndim == 4
+            and reading is not None
+            and not reading.failed
+            and reading.order(1)[0] != label
+        )
+
+    # ------------------------------------------------------------------------------------- what-if
+    def register_mask(self, bits: bytes, fill: str) -> str:
+        """Remember a what-if mask (packed bits of an (H, W) bool mask, see
+        :func:`~camwidget.widget.codecs.unpack_mask`) painted with ``fill`` (a substrate of
+        :data:`camwidget.metrics.SUBSTRATES`: what painted pixels become); returns its id
+        (:func:`~camwidget.widget.map_key.mask_id`), "" when nothing is painted.
+
+        Raises:
+            ValueError: a mask of the wrong size or an unknown fill.
+        """
+        if fill not in SUBSTRATES:
+            raise ValueError(f"fill must be one of {', '.join(SUBSTRATES)}; got {fill!r}")
+        h, w = self.inputs.shape[-2:]
+        if bits and len(bits) != (h * w + 7) // 8:
+            unpack_mask(bits, h, w)  # raises with the sizes
+        mid = mask_id(bits, fill)
+        with self._lock:
+            if mid and mid not in self._masks:
+                self._masks[mid] = torch.from_numpy(unpack_mask(bits, h, w))
+                while len(self._masks) > MASK_CACHE:
+                    self._masks.popitem(last=False)
+            elif mid:
+                self._masks.move_to_end(mid)
+        return mid
+
+    def painted(self, image: int, mask: str) -> torch.Tensor:
+        """(1, C, *S) the model input of ``image`` with the pixels of ``mask`` replaced by its fill, as the
+        insertion/deletion curves replace pixels (:func:`~camwidget.metrics.perturbed_image`; video: the
+        mask on every frame). ``mask`` "" is the input itself.
+
+        Raises:
+            KeyError: ``mask`` was never registered (or was dropped from the cache).
+        """
+        x = self.inputs[image : image + 1]
+        if not mask:
+            return x
+        with self._lock:
+            cached = self._painted.get((image, mask))
+            painted = self._masks[mask]
+        if cached is None:
+            fill = mask.split(":", 1)[0]
+            where = painted.expand(*x.shape[2:]).float()[None]  # (1, *S): 1 on the painted pixels
+            count = int(where.sum())
+            cached = perturbed_image(
+                x, where, 0, 1, "deletion", step=count, substrate=fill, mean=self.mean, std=self.std
+            )[None]
+            with self._lock:
+                self._painted[(image, mask)] = cached
+                while len(self._painted) > PAINTED_CACHE:
+                    self._painted.popitem(last=False)
+        return cached
 
     # ------------------------------------------------------------------------------------------- plan
     def plan(self, selection: Selection, *, paused: bool = False) -> Work | None:
         """The most useful missing result for ``selection``, or None when all is there (or ``paused``).
 
-        Order: the image's prediction; a fast preview when slot 0's method is slow and nothing of it is
-        shown yet; the slots' maps; then their curves.
+        Order: the image's prediction (and the painted image's, under the what-if brush); a fast preview
+        when slot 0's method is slow and nothing of it is shown yet; the slots' maps; under the brush the
+        unpainted maps (for their curves); then the curves; then the error-understanding figures of slot 0
+        for a misclassified image with a true class.
         """
         with self._lock:
-            image = selection.image
-            if image not in self._probs:
+            image, mask = selection.image, selection.mask
+            if image not in self._readings:
                 return Work("predict", image, None, "Predicting")
+            if mask and (image, mask) not in self._painted_readings and mask in self._masks:
+                if (image, mask) not in self._predict_errors:
+                    return Work("predict", image, None, "Predicting the painted image", mask=mask)
             if paused:
                 return None
-            keys = [k for k in selection.keys() if k is not None]
+            keys = [k for k in selection.keys() if k is not None and self._valid(k)]
             if not keys:
+                return None
+            if mask and mask not in self._masks:
                 return None
             first, preview = keys[0], self.preview_key(keys[0])
             if preview is not None and not self._settled(first) and not self._settled(preview):
@@ -287,11 +496,29 @@ class Session:
                 if not self._settled(key):
                     return self._map_work(key)
             if self.curves:
-                for key in keys:
+                plain = list(dict.fromkeys(k.replace(mask="") for k in keys))
+                for key in plain:
+                    if not self._settled(key):
+                        return self._map_work(key)
+                for key in plain:
                     entry = self._entries[key]
                     if entry.map is not None and entry.curves is None and not entry.curves_error:
                         return Work("curves", key.image, key, "Insertion/deletion curves", slow=True)
+            plain0 = keys[0].replace(mask="")
+            entry = self._entries.get(plain0)
+            if (
+                entry is not None
+                and entry.map is not None
+                and entry.understanding is None
+                and not entry.understanding_error
+                and self.understands(image)
+            ):
+                return Work("understanding", image, plain0, "Error understanding", slow=True)
             return None
+
+    def _valid(self, key: MapKey) -> bool:
+        count = self.choice_count(key.image)
+        return count is not None and 0 <= key.target < count
 
     def _settled(self, key: MapKey) -> bool:
         entry = self._entries.get(key)
@@ -299,6 +526,8 @@ class Session:
 
     def _map_work(self, key: MapKey, preview: bool = False) -> Work:
         text = f"{'Preview ' if preview else ''}{label(key.method)} · {key.layer}"
+        if key.mask:
+            text += " · painted"
         return Work("map", key.image, key, text, slow=key.method not in self.interactive)
 
     # -------------------------------------------------------------------------------------------- run
@@ -311,13 +540,16 @@ class Session:
         self._progress, self._running = progress, work
         try:
             if work.kind == "predict":
-                self._run_predict(work.image)
+                self._run_predict(work.image, work.mask)
             elif work.kind == "map":
                 assert work.key is not None
                 self._run_map(work.key)
             elif work.kind == "curves":
                 assert work.key is not None
                 self._run_curves(work.key)
+            elif work.kind == "understanding":
+                assert work.key is not None
+                self._run_understanding(work.key)
             else:
                 raise ValueError(f"unknown kind of work {work.kind!r}")
         except Cancelled:
@@ -325,26 +557,45 @@ class Session:
         finally:
             self._progress, self._running = None, None
 
-    def predict(self, image: int) -> np.ndarray:
-        """(K,) class probabilities of ``image`` (computed once, then cached). Raises the model's error."""
-        probs = self._probs.get(image)
-        if probs is None:
-            out = self._explainer("").predict(self.inputs[image : image + 1])
-            probs = torch.softmax(out.float(), dim=1)[0].cpu().numpy()
-            self._probs[image] = probs
-        return probs
+    def predict(self, image: int, mask: str = "") -> Reading:
+        """What ``image``'s output (painted with ``mask``) says about its choices (computed once, then
+        cached). Raises the model's error."""
+        reading = self.reading(image, mask)
+        if reading is not None:
+            return reading
+        base = self.predict(image) if mask else None
+        out = model_output(self.model, self.painted(image, mask))
+        reading = self.choices.read(out, self._run_model, base=base)
+        with self._lock:
+            if not mask:
+                self._readings[image] = reading
+            else:
+                self._painted_readings[(image, mask)] = reading
+                while len(self._painted_readings) > MASK_CACHE * 4:
+                    self._painted_readings.popitem(last=False)
+        return reading
 
-    def prediction_error(self, image: int) -> str:
-        """Why ``image`` could not be predicted ("" when it was)."""
-        return self._predict_errors.get(image, "")
+    def prediction_error(self, image: int, mask: str = "") -> str:
+        """Why ``image`` (painted with ``mask``) could not be predicted ("" when it was)."""
+        return self._predict_errors.get((image, mask), "")
 
-    def _run_predict(self, image: int) -> None:
+    def _run_predict(self, image: int, mask: str) -> None:
         try:
-            self.predict(image)
+            self.predict(image, mask)
         except Exception as exc:
             _log.debug("".join(traceback.format_exception(exc)))
-            self._predict_errors[image] = f"The model failed on image {image}: {short_error(exc)}"
-            self._probs[image] = np.full(len(self.class_names), np.nan, dtype=np.float32)
+            what = f"image {image}" + (" (painted)" if mask else "")
+            self._predict_errors[(image, mask)] = f"The model failed on {what}: {short_error(exc)}"
+            failed = self.choices.failed(self.choices.count or 0)
+            with self._lock:
+                if not mask:
+                    self._readings[image] = failed
+                else:
+                    self._painted_readings[(image, mask)] = failed
+
+    def _run_model(self, x: torch.Tensor) -> Any:
+        """The model's output on ``x`` (for targets that embed a reference image)."""
+        return model_output(self.model, x)
 
     def _report(self, done: int, total: int) -> None:
         """The engine's progress callback: forward to the caller, stop cancelled work."""
@@ -373,9 +624,11 @@ class Session:
     def _run_map(self, key: MapKey) -> None:
         start = time.perf_counter()
         try:
+            target = self.target(key)
+            x = self.painted(key.image, key.mask)
             with model_lock(self.model):
                 ex = self._explainer(key.layer)
-                cam = ex(self.inputs[key.image : key.image + 1], target=key.target, method=key.method)
+                cam = ex(x, target=target, method=key.method)
             cam = cam[0].detach().float()
             entry = Entry(
                 map=cam,
@@ -403,15 +656,15 @@ class Session:
         if entry is None or entry.map is None:
             return
         cam = entry.map
-        h, w = cam.shape
-        step = max(1, math.ceil(h * w / self.curve_steps))
+        step = max(1, math.ceil(cam.numel() / self.curve_steps))
         x = self.inputs[key.image : key.image + 1]
+        target = self.target(key)
         try:
             out = insertion_deletion(
                 self.model,
                 x,
                 cam[None],
-                target=[key.target],
+                target=[target] if isinstance(target, int) else target,
                 step=step,
                 substrate="zeros",
                 mean=self.mean,
@@ -426,6 +679,7 @@ class Session:
                 "deletion_auc": float(out.deletion_auc[0]),
                 "n_steps": out.n_steps,
                 "precision": out.precision,
+                "score": self.choices.curve_label(),
             }
             order = step_order(cam, out.step)
             if key.image not in self._bases:
@@ -441,23 +695,112 @@ class Session:
             with self._lock:
                 entry.curves_error = f"Curves failed: {short_error(exc)}"
 
+    def _run_understanding(self, key: MapKey) -> None:
+        entry = self.entry(key)
+        if entry is None or entry.map is None:
+            return
+        label_ = self.labels[key.image]
+        try:
+            out = error_understanding(
+                self.model,
+                self.inputs[key.image : key.image + 1],
+                [label_],
+                entry.map[None],
+                ranges=UNDERSTANDING_RANGES,
+                mean=self.mean,
+                std=self.std,
+                progress=self._report,
+            )
+            figures = {
+                "key": key.encode(),
+                "label": label_,
+                "label_name": self.class_names[label_],
+                "prediction": int(out.predictions[0]),
+                "prediction_name": self.class_names[int(out.predictions[0])],
+                "explained": key.target,
+                "explained_name": self.name(key.image, key.target),
+                "ranges": list(UNDERSTANDING_RANGES),
+                "highest": [round(float(out.highest(p)[0]), 6) for p in UNDERSTANDING_RANGES],
+                "area": [round(float(out.area_at_highest(p)[0]), 6) for p in UNDERSTANDING_RANGES],
+                "insertion_auc": round(float(out.insertion_auc[0]), 6),
+                "precision": out.precision,
+            }
+            with self._lock:
+                entry.understanding, entry.understanding_error = figures, ""
+        except Cancelled:
+            raise
+        except Exception as exc:
+            _log.debug("".join(traceback.format_exception(exc)))
+            with self._lock:
+                entry.understanding_error = f"Error understanding failed: {short_error(exc)}"
+
     # ------------------------------------------------------------------------------------------- view
     def map_payload(self, key: MapKey) -> dict[str, Any] | None:
         """What the front end needs to draw ``key``'s cached map (None when not computed)."""
         entry = self.entry(key)
         if entry is None or entry.map is None:
             return None
-        probs = self._probs.get(key.image)
-        prob = None if probs is None or np.isnan(probs[key.target]) else round(float(probs[key.target]), 6)
+        reading = self.reading(key.image, key.mask)
+        prob = None
+        if (
+            reading is not None
+            and 0 <= key.target < reading.count
+            and not np.isnan(reading.scores[key.target])
+        ):
+            prob = round(float(reading.scores[key.target]), 6)
         return {
             "key": key.encode(),
             "levels": entry.levels,
-            "class_name": self.class_names[key.target],
+            "class_name": self.name(key.image, key.target),
             "class_prob": prob,
             "seconds": round(entry.seconds, 4),
             "precision": entry.precision,
             "warnings": list(entry.warnings),
         }
+
+    def top(self, image: int, k: int, mask: str = "") -> list[dict[str, Any]]:
+        """The ``k`` choices of ``image`` with the highest numbers (of the image painted with ``mask``),
+        best first: ``{"index", "name", "prob"}``, and ``"before"`` (the unpainted number) under a mask."""
+        reading = self.reading(image, mask)
+        base = self.reading(image) if mask else None
+        if reading is None or reading.failed or not reading.count:
+            return []
+        rows = []
+        for i in reading.order(k):
+            row: dict[str, Any] = {
+                "index": i,
+                "name": self.name(image, i),
+                "prob": round(float(reading.scores[i]), 6),
+            }
+            if base is not None and i < base.count:
+                row["before"] = round(float(base.scores[i]), 6)
+            rows.append(row)
+        return rows
+
+    def annotations(self, image: int, k: int) -> dict[str, Any]:
+        """What is drawn over ``image``: a segmentation's predicted class per pixel (uint8 bytes at the
+        input's resolution, nearest), a detector's ``k`` best boxes; ``{}`` before the image is predicted."""
+        reading = self.reading(image)
+        if reading is None or reading.failed:
+            return {}
+        h, w = self.inputs.shape[-2:]
+        if reading.pixels is not None and len(self.class_names) <= 256:
+            pixels = reading.pixels[None, None].float()
+            if tuple(pixels.shape[-2:]) != (h, w):
+                pixels = torch.nn.functional.interpolate(pixels, size=(int(h), int(w)), mode="nearest")
+            return {"image": image, "pixels": pixels[0, 0].to(torch.uint8).numpy().tobytes()}
+        if reading.boxes is not None:
+            boxes = [
+                {
+                    "index": i,
+                    "box": [round(float(v), 2) for v in reading.boxes[i]],
+                    "name": self.name(image, i),
+                    "score": round(float(reading.scores[i]), 6),
+                }
+                for i in reading.order(k)
+            ]
+            return {"image": image, "boxes": boxes}
+        return {"image": image}
 
     def view(self, selection: Selection, *, running: Work | None = None, paused: bool = False) -> View:
         """What to show for ``selection``: each slot's map (its preview while slot 0 computes), curves and
@@ -472,23 +815,39 @@ class Session:
                     preview = self.preview_key(key)
                     payload = None if preview is None else self.map_payload(preview)
                 maps.append(payload)
-                entry = None if key is None else self._entries.get(key)
-                if entry is not None and entry.curves is not None:
-                    curves.append({"key": key.encode(), "order": entry.order, **entry.curves})
+                plain = None if key is None else key.replace(mask="")
+                entry = None if plain is None else self._entries.get(plain)
+                if plain is not None and entry is not None and entry.curves is not None:
+                    curves.append({"key": plain.encode(), "order": entry.order, **entry.curves})
                 else:
                     curves.append(None)
+            first = None if keys[0] is None else keys[0].replace(mask="")
             return View(
                 maps=tuple(maps),
                 curves=tuple(curves),
-                curves_status=self._curves_status(keys[0], running, paused),
+                curves_status=self._curves_status(first, running, paused),
+                understanding=self._understanding(first, running),
                 **self._status(selection, running, paused),
             )
+
+    def _understanding(self, key: MapKey | None, running: Work | None) -> dict[str, Any]:
+        if key is None or not self.understands(key.image):
+            return {}
+        entry = self._entries.get(key)
+        if entry is not None and entry.understanding is not None:
+            return entry.understanding
+        if entry is not None and entry.understanding_error:
+            return {"status": entry.understanding_error}
+        if running is not None and running.kind == "understanding" and running.key == key:
+            return {"status": "Computing error understanding…"}
+        return {"status": "Error understanding follows the curves…"}
 
     def _status(self, selection: Selection, running: Work | None, paused: bool) -> dict[str, Any]:
         keys = [k for k in selection.keys() if k is not None]
         errors = [e.error for k in keys if (e := self._entries.get(k)) is not None and e.error]
-        if self._predict_errors.get(selection.image):
-            errors.insert(0, self._predict_errors[selection.image])
+        for mask in dict.fromkeys(("", selection.mask)):
+            if self._predict_errors.get((selection.image, mask)):
+                errors.insert(0, self._predict_errors[(selection.image, mask)])
         if errors:
             return {"status": "error", "message": "", "error": "\n".join(errors), "progress": -1.0}
         if running is not None:
@@ -524,25 +883,29 @@ class Session:
 
     # --------------------------------------------------------------------------------------- lifetime
     def forget_errors(self, selection: Selection) -> None:
-        """Drop the errors of the selection's maps and curves, so they are computed again."""
+        """Drop the errors of the selection's maps, curves and figures, so they are computed again."""
         with self._lock:
             for key in selection.keys():
-                entry = None if key is None else self._entries.get(key)
-                if entry is None:
-                    continue
-                if entry.error:
-                    del self._entries[key]
-                else:
-                    entry.curves_error = ""
+                for k in () if key is None else dict.fromkeys((key, key.replace(mask=""))):
+                    entry = self._entries.get(k)
+                    if entry is None:
+                        continue
+                    if entry.error:
+                        del self._entries[k]
+                    else:
+                        entry.curves_error = entry.understanding_error = ""
 
     def release(self) -> None:
-        """Drop every cache (maps, curves, predictions, the explainers' per-image scores)."""
+        """Drop every cache (maps, curves, painted images, the explainers' per-image scores)."""
         with self._lock:
             for ex in self._explainers.values():
                 ex.release()
             self._explainers.clear()
             self._entries.clear()
             self._bases.clear()
+            self._painted.clear()
+            self._painted_readings.clear()
+            self._masks.clear()
 
     @property
     def cache_size(self) -> int:

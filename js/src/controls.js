@@ -1,4 +1,4 @@
-// Controls: selects, opacity slider, compare switch, class picker, image strip.
+// Controls: selects, opacity slider, compare switch, class picker, image strip, frame scrubber.
 import { COLORMAPS, cssGradient } from "./colormaps.js";
 import { h, clear, setOptions, uid } from "./dom.js";
 import { searchClasses, stepIndex } from "./search.js";
@@ -100,6 +100,15 @@ export function compareSwitch(onChange) {
     set(value) {
       for (const input of inputs) input.checked = input.value === value;
     },
+    /** What the selector lists (the choices trait): "2 labels", "2 detections"; none for one target. */
+    setKind(choices) {
+      const c = choices || {};
+      const noun = c.noun || "class";
+      const input = inputs.find((i) => i.value === "class");
+      input.disabled = Boolean(c.fixed);
+      input.nextSibling.textContent = `2 ${noun === "class" ? "classes" : `${noun}s`}`;
+      input.nextSibling.hidden = Boolean(c.fixed);
+    },
   };
 }
 
@@ -108,6 +117,12 @@ function pct(p) {
   if (p >= 0.995) return "100%";
   if (p < 0.001) return "<0.1%";
   return `${(p * 100).toFixed(p < 0.1 ? 1 : 0)}%`;
+}
+
+/** A choice's number as the selector shows it: a percentage, or the raw value of a target ("value"). */
+export function formatScore(p, score) {
+  if (score === "value") return Number.isFinite(p) ? p.toFixed(3) : "";
+  return pct(p);
 }
 
 /**
@@ -121,6 +136,8 @@ export function classPicker(onPick) {
   let extra = null; // the selected class when it is not in the top-k: {index, name, prob}
   let suggestions = [];
   let active = -1;
+  let score = "probability";
+  let plural = "classes";
 
   const listId = uid("cw-topk");
   const suggId = uid("cw-sugg");
@@ -163,8 +180,9 @@ export function classPicker(onPick) {
         },
         h("span", { class: "cw-class-rank" }, isExtra ? "•" : String(i + 1)),
         h("span", { class: "cw-class-name" }, row.name),
-        h("span", { class: "cw-class-pct" }, pct(row.prob)),
-        h("span", { class: "cw-bar", "aria-hidden": "true" }, h("span", { style: { width: `${Math.max(0, Math.min(1, row.prob || 0)) * 100}%` } })),
+        h("span", { class: "cw-class-pct" }, formatScore(row.prob, score)),
+        row.before != null ? h("span", { class: "cw-class-before", title: "before painting" }, `was ${formatScore(row.before, score)}`) : null,
+        score === "value" ? null : h("span", { class: "cw-bar", "aria-hidden": "true" }, h("span", { style: { width: `${Math.max(0, Math.min(1, row.prob || 0)) * 100}%` } })),
       );
       list.append(li);
       if (row.index === selected) list.setAttribute("aria-activedescendant", id);
@@ -255,30 +273,69 @@ export function classPicker(onPick) {
   });
   input.addEventListener("blur", () => setTimeout(closeSuggestions, 100));
 
-  const heading = h("div", { class: "cw-side-head" }, h("label", { for: searchId, class: "cw-label" }, "Class"));
-  const el = h(
-    "section",
-    { class: "cw-classes", "aria-label": "Target class" },
-    heading,
-    h("div", { class: "cw-combo" }, input, sugg),
-    list,
-    h("p", { class: "cw-hint" }, "↑ ↓ step through the predictions"),
-  );
+  const headingLabel = h("label", { for: searchId, class: "cw-label" }, "Class");
+  const heading = h("div", { class: "cw-side-head" }, headingLabel);
+  const combo = h("div", { class: "cw-combo" }, input, sugg);
+  const hint = h("p", { class: "cw-hint" }, "↑ ↓ step through the predictions");
+  const el = h("section", { class: "cw-classes", "aria-label": "Target class" }, heading, combo, list, hint);
 
   return {
     el,
     list,
     input,
-    update(newNames, newTopk, newSelected, selectedProb) {
+    /** The selector's kind (the choices trait): its heading, its numbers, whether names can be searched. */
+    setKind(choices) {
+      const c = choices || {};
+      const noun = c.noun || "class";
+      score = c.score || "probability";
+      plural = noun === "class" ? "classes" : `${noun}s`;
+      headingLabel.textContent = noun === "target" ? "Target" : `${noun[0].toUpperCase()}${noun.slice(1)}`;
+      el.setAttribute("aria-label", `Target ${noun}`);
+      list.setAttribute("aria-label", noun === "detection" ? "Detections" : noun === "target" ? "Target" : `Predicted ${noun === "class" ? "classes" : `${noun}s`}`);
+      combo.hidden = c.searchable === false;
+      hint.textContent = c.fixed ? `${score === "value" ? "its value" : score} on this image` : `↑ ↓ step through the ${noun === "class" ? "predictions" : `${noun}s`}`;
+      el.dataset.kind = c.kind || "classes";
+    },
+    /** selectedBefore: the selected class's number before painting (the what-if brush), if any. */
+    update(newNames, newTopk, newSelected, selectedProb, selectedBefore) {
       names = newNames || [];
       topk = newTopk || [];
       selected = newSelected;
-      input.placeholder = names.length ? `Search ${names.length} classes…` : "Search a class…";
+      input.placeholder = names.length ? `Search ${names.length} ${plural}…` : "Search a class…";
       extra = null;
       if (selected >= 0 && !topk.some((r) => r.index === selected)) {
-        extra = { index: selected, name: names[selected] ?? `class ${selected}`, prob: selectedProb };
+        extra = { index: selected, name: names[selected] ?? `class ${selected}`, prob: selectedProb, before: selectedBefore };
       }
       renderList();
+    },
+  };
+}
+
+/** Frame scrubber for clips and volumes: a slider over the frames (hidden for still images). */
+export function frameScrubber(onInput) {
+  const id = uid("cw-frame");
+  const out = h("output", { for: id, class: "cw-value" }, "");
+  const input = h("input", {
+    id,
+    type: "range",
+    min: "0",
+    max: "0",
+    step: "1",
+    value: "0",
+    class: "cw-range",
+    "data-control": "frame",
+    "aria-label": "Frame",
+    oninput: () => onInput(Number(input.value)),
+  });
+  const wrap = h("div", { class: "cw-field cw-field-range cw-scrubber", hidden: true }, h("label", { for: id }, "Frame"), input, out);
+  return {
+    wrap,
+    input,
+    set(frame, frames) {
+      wrap.hidden = !(frames > 1);
+      input.max = String(Math.max(0, frames - 1));
+      if (Number(input.value) !== frame) input.value = String(frame);
+      out.textContent = `${frame + 1} / ${frames}`;
     },
   };
 }

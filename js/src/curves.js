@@ -22,6 +22,7 @@ export function curvePlot(onScrub) {
   const el = h("div", { class: "cw-curves-chart" }, legend, plot, status);
 
   let current = [];
+  let yLabel = "class probability";
   let xs = [];
   let index = -1;
   let sx = linearScale([0, 1], [M.left, W - M.right]);
@@ -45,12 +46,15 @@ export function curvePlot(onScrub) {
       grid.append(h("svg:line", { x1: sx(t), x2: sx(t), y1: sy(y0), y2: sy(y1) }));
       grid.append(h("svg:text", { x: sx(t), y: H - M.bottom + 14, "text-anchor": "middle" }, `${Math.round(t * 100)}%`));
     }
+    // fewer decimals for larger scores (a logit, a class score summed over its pixels), so ticks fit the margin
+    const big = Math.max(Math.abs(y0), Math.abs(y1));
+    const digits = big >= 100 ? 0 : big >= 10 ? 1 : 2;
     for (const t of ticks(y0, y1, 4)) {
       grid.append(h("svg:line", { x1: sx(0), x2: sx(1), y1: sy(t), y2: sy(t) }));
-      grid.append(h("svg:text", { x: M.left - 6, y: sy(t) + 3, "text-anchor": "end" }, t.toFixed(2)));
+      grid.append(h("svg:text", { x: M.left - 6, y: sy(t) + 3, "text-anchor": "end" }, t.toFixed(digits)));
     }
     grid.append(h("svg:text", { class: "cw-axis-title", x: (M.left + W - M.right) / 2, y: H - 4, "text-anchor": "middle" }, "fraction of pixels inserted / deleted (most relevant first)"));
-    grid.append(h("svg:text", { class: "cw-axis-title", x: 10, y: (M.top + H - M.bottom) / 2, "text-anchor": "middle", transform: `rotate(-90 10 ${(M.top + H - M.bottom) / 2})` }, "class probability"));
+    grid.append(h("svg:text", { class: "cw-axis-title", x: 10, y: (M.top + H - M.bottom) / 2, "text-anchor": "middle", transform: `rotate(-90 10 ${(M.top + H - M.bottom) / 2})` }, yLabel));
     svg.append(grid);
     for (const s of all) {
       const d = s.data;
@@ -157,8 +161,10 @@ export function curvePlot(onScrub) {
   return {
     el,
     svg,
-    update(series, statusText) {
+    /** `label`: what the curves score (the y axis), default "class probability". */
+    update(series, statusText, label) {
       current = series;
+      yLabel = label || "class probability";
       status.textContent = statusText || "";
       status.hidden = !statusText;
       fit();

@@ -1,20 +1,27 @@
 // CamExplorer front end: plain DOM + canvas, rendered by anywidget (or by renderStatic in an exported page).
 //
-// Traits it reads (see camwidget/widget/explorer.py): the selection, opacity/colormap, methods, layers,
-// class_names, thumbnails, about, image, top_classes, maps and curves (one entry per slot, each with its
-// encoded map key), and the status line. Each part of the view is a function of those traits; a later
-// panel (a what-if brush, a frame scrubber) is one more part and its `on(...)` wiring here.
+// Traits it reads (see camwidget/widget/explorer.py): the selection, opacity/colormap/frame, methods,
+// layers, class_names, choices, labels, thumbnails, about, image, top_classes, annotations, whatif,
+// understanding, maps and curves (one entry per slot, each with its encoded map key), and the status
+// line. Each part of the view is a function of those traits; a later panel is one more part and its
+// `on(...)` wiring here. Parts: the what-if brush (brush.js), what is drawn over the image
+// (annotations.js), the true-class toggle (truth.js), the frame scrubber (controls.js).
 import { blend, colorize, getLut } from "./colormaps.js";
 import { decodeLevels, decodeUint16, perturbedFrame, rgbToRgba, toBytes } from "./buffers.js";
-import { classPicker, colormapSelect, compareSwitch, imageStrip, labelledSelect, layerOptions, methodOptions, opacitySlider } from "./controls.js";
+import { detectionBoxes, outlineRegion } from "./annotations.js";
+import { deltaText, paintedView, whatIfBrush } from "./brush.js";
+import { classPicker, colormapSelect, compareSwitch, frameScrubber, imageStrip, labelledSelect, layerOptions, methodOptions, opacitySlider } from "./controls.js";
 import { curvePlot } from "./curves.js";
 import { h, setOptions } from "./dom.js";
-import { decodeKey, slotKeys } from "./map_key.js";
+import { decodeKey, maskId, packMask, slotKeys } from "./map_key.js";
 import { clearCanvas, panelGrid, putPixels } from "./panels.js";
 import { StaticModel } from "./static_model.js";
 import { watchTheme } from "./theme.js";
+import { trueClassBox } from "./truth.js";
 
 const SELECTION = ["image_index", "method", "layer", "class_index", "compare", "compare_method", "compare_class"];
+const OUTLINE = [255, 214, 0]; // the chosen segmentation class's pixels
+const PAINTED = [255, 64, 160]; // the edge of the brush's painted region
 
 function render({ model, el }) {
   const get = (k) => model.get(k);
@@ -53,9 +60,37 @@ function render({ model, el }) {
 
   const grid = panelGrid(onHover);
   const picker = classPicker((i) => set("class_index", i));
+  const truth = trueClassBox((on) => set("true_class", on));
   const errorBox = h("div", { class: "cw-error", role: "alert", hidden: true });
   const warningBox = h("div", { class: "cw-warning", role: "status", hidden: true });
-  const main = h("div", { class: "cw-main" }, h("div", { class: "cw-center" }, grid.el, warningBox, errorBox), h("aside", { class: "cw-side" }, picker.el));
+  const scrubber = frameScrubber((f) => {
+    set("frame", f);
+    repaintFrame();
+  });
+  const outlineId = `cw-outline-${Math.random().toString(36).slice(2, 8)}`;
+  const outlineBox = h("input", { type: "checkbox", id: outlineId, checked: true, "data-control": "outline", onchange: () => paintImage() });
+  const outlineField = h("div", { class: "cw-field cw-check", hidden: true }, outlineBox, h("label", { for: outlineId }, "Outline predicted pixels"));
+  const brush = whatIfBrush({
+    onMask: (bits) => set("brush_mask", new DataView(bits.buffer, bits.byteOffset, bits.byteLength)),
+    onFill: (fill) => set("brush_fill", fill),
+    pack: packMask,
+    onChange: () => {
+      paintImage();
+      paintMaps();
+      renderCaptions();
+      if (brush.active !== wasActive) renderCurves(); // the curves' note: they are the unpainted image's
+    },
+  });
+  const boxes = detectionBoxes((i) => set("class_index", i));
+  const tools = h("div", { class: "cw-tools" }, scrubber.wrap, outlineField, brush.el);
+  const main = h(
+    "div",
+    { class: "cw-main" },
+    h("div", { class: "cw-center" }, grid.el, tools, warningBox, errorBox),
+    h("aside", { class: "cw-side" }, picker.el, truth.el),
+  );
+  grid.panels.image.frame.append(boxes.el);
+  brush.attach(grid.panels.image.frame);
 
   const frameIns = h("canvas", { class: "cw-canvas", width: 1, height: 1, role: "img", "aria-label": "Insertion: image with the most relevant pixels inserted" });
   const frameDel = h("canvas", { class: "cw-canvas", width: 1, height: 1, role: "img", "aria-label": "Deletion: image with the most relevant pixels deleted" });
@@ -76,7 +111,8 @@ function render({ model, el }) {
   disposers.push(watchTheme(root));
 
   // ---- decoded data --------------------------------------------------------------------------
-  const data = { rgb: null, base: null, shape: [0, 0], levels: [], orders: [], scrub: null };
+  // rgb, base, levels, orders hold every frame of a clip (frames > 1); the view slices the current one
+  const data = { rgb: null, base: null, shape: [0, 0], frames: 1, levels: [], orders: [], scrub: null, pixels: null };
   const buf = {};
   const rgbaBuf = (name, n) => {
     if (!buf[name] || buf[name].length !== n * 4) buf[name] = new Uint8ClampedArray(n * 4);
@@ -108,31 +144,74 @@ function render({ model, el }) {
   function decodeImage() {
     const image = get("image") || {};
     const shape = image.shape || [0, 0];
+    const frames = image.frames || 1;
     const rgb = toBytes(image.rgb);
-    if (rgb.length && rgb.length !== shape[0] * shape[1] * 3) {
-      throw new Error(`camwidget: image has ${rgb.length} bytes, expected ${shape[0]}×${shape[1]}×3`);
+    if (rgb.length && rgb.length !== frames * shape[0] * shape[1] * 3) {
+      throw new Error(`camwidget: image has ${rgb.length} bytes, expected ${frames > 1 ? `${frames}×` : ""}${shape[0]}×${shape[1]}×3`);
     }
     const base = toBytes(image.base);
     data.rgb = rgb.length ? rgb : null;
     data.base = base.length === rgb.length && base.length ? base : null;
     data.shape = shape;
+    data.frames = frames;
     grid.setSize(shape[0] || 1, shape[1] || 1);
+    brush.setSize(shape[0], shape[1]);
   }
 
   function decodeMaps() {
-    data.levels = slots().map((m) => (m && m.levels != null && toBytes(m.levels).length ? decodeLevels(m.levels, data.shape) : null));
+    const shape = data.frames > 1 ? [data.frames, ...data.shape] : data.shape;
+    data.levels = slots().map((m) => (m && m.levels != null && toBytes(m.levels).length ? decodeLevels(m.levels, shape) : null));
   }
 
   function decodeOrders() {
-    const n = data.shape[0] * data.shape[1];
+    const n = data.frames * data.shape[0] * data.shape[1];
     data.orders = curveSlots().map((c) => (c && c.order != null && toBytes(c.order).length ? decodeUint16(c.order, n) : null));
+  }
+
+  function decodeAnnotations() {
+    const a = get("annotations") || {};
+    const pixels = toBytes(a.pixels);
+    data.pixels = pixels.length === data.shape[0] * data.shape[1] ? pixels : null;
+    outlineField.hidden = !data.pixels;
+  }
+
+  // ---- the current frame, as the model sees it -------------------------------------------------
+  function frameIndex() {
+    return data.frames > 1 ? Math.max(0, Math.min(data.frames - 1, Number(get("frame")) || 0)) : 0;
+  }
+  /** The current frame's slice of an array holding `per` items per pixel for every frame. */
+  function slice(arr, per = 1) {
+    if (!arr || data.frames <= 1) return arr;
+    const n = data.shape[0] * data.shape[1] * per;
+    const f = frameIndex();
+    return arr.subarray(f * n, (f + 1) * n);
+  }
+  /** The current frame's pixels, painted where the brush hides them (what the model sees). */
+  function viewRgb() {
+    const rgb = slice(data.rgb, 3);
+    if (!rgb || !brush.active) return rgb;
+    const image = get("image") || {};
+    const view = buf.view && buf.view.length === rgb.length ? buf.view : (buf.view = new Uint8Array(rgb.length));
+    return paintedView(rgb, brush.mask, brush.fill, image.substrate, slice(data.base, 3), view);
   }
 
   // ---- painting ------------------------------------------------------------------------------
   function paintImage() {
     const [hh, ww] = data.shape;
-    if (!data.rgb) return clearCanvas(grid.panels.image.canvas);
-    putPixels(grid.panels.image.canvas, rgbToRgba(data.rgb, rgbaBuf("image", hh * ww)), ww, hh);
+    const rgb = viewRgb();
+    if (!rgb) return clearCanvas(grid.panels.image.canvas);
+    const rgba = rgbToRgba(rgb, rgbaBuf("image", hh * ww));
+    const c = get("class_index");
+    if (data.pixels && outlineBox.checked && c >= 0) outlineRegion((i) => data.pixels[i] === c, ww, hh, rgba, OUTLINE);
+    if (brush.active) outlineRegion((i) => brush.mask[i] === 1, ww, hh, rgba, PAINTED);
+    putPixels(grid.panels.image.canvas, rgba, ww, hh);
+  }
+
+  function repaintFrame() {
+    scrubber.set(frameIndex(), data.frames);
+    paintImage();
+    paintMaps();
+    paintFrames();
   }
 
   function paintMaps() {
@@ -142,10 +221,11 @@ function render({ model, el }) {
     const lut = getLut(get("colormap"));
     const alpha = Number(get("opacity"));
     const both = comparing();
-    const overlay = (levels, name) => (data.rgb ? blend(data.rgb, levels, lut, alpha, rgbaBuf(name, n)) : colorize(levels, lut, rgbaBuf(name, n)));
+    const rgb = viewRgb();
+    const overlay = (levels, name) => (rgb ? blend(rgb, levels, lut, alpha, rgbaBuf(name, n)) : colorize(levels, lut, rgbaBuf(name, n)));
     grid.setMode(both);
     grid.setColormap(get("colormap"));
-    const [a, b] = data.levels;
+    const [a, b] = data.levels.map((l) => slice(l));
     if (a && a.length === n) {
       if (!both) putPixels(panels.heatmap.canvas, colorize(a, lut, rgbaBuf("heat", n)), ww, hh);
       putPixels(panels.overlay.canvas, overlay(a, "over"), ww, hh);
@@ -168,6 +248,7 @@ function render({ model, el }) {
   function selection() {
     const sel = {};
     for (const k of SELECTION) sel[k] = get(k);
+    sel.mask = brush.active ? maskId(packMask(brush.mask), brush.fill) : "";
     return sel;
   }
 
@@ -182,7 +263,8 @@ function render({ model, el }) {
       return `${methodLabel(key.method)} · ${m.class_name ?? className(key.target)}`;
     };
     const stale = [0, 1].map((i) => i < wanted.length && (!shown[i] || shown[i].key !== wanted[i]));
-    panels.image.caption.textContent = `Image ${sel.image_index + 1}`;
+    const frameText = data.frames > 1 ? ` · frame ${frameIndex() + 1} of ${data.frames}` : "";
+    panels.image.caption.textContent = `Image ${sel.image_index + 1}${frameText}${sel.mask ? " · painted" : ""}`;
     panels.heatmap.caption.textContent = `Heatmap · ${describe(shown[0])}`;
     panels.overlay.caption.textContent = comparing() ? `A · ${describe(shown[0])}` : `Overlay · ${describe(shown[0])}`;
     panels.compare.caption.textContent = `B · ${describe(shown[1])}`;
@@ -201,13 +283,18 @@ function render({ model, el }) {
 
   function renderControls() {
     const sel = selection();
+    const choices = get("choices") || {};
+    picker.setKind(choices);
+    compare.setKind(choices);
     setOptions(method.select, methodOptions(get("methods")), sel.method);
     setOptions(methodB.select, methodOptions(get("methods")), sel.compare_method);
     setOptions(layer.select, layerOptions(get("layers")), sel.layer);
     const topk = get("top_classes") || [];
     const first = slots()[0] || {};
     const selProb = first.key && decodeKey(first.key).target === sel.class_index ? first.class_prob : undefined;
-    picker.update(get("class_names") || [], topk, sel.class_index, selProb);
+    const whatif = get("whatif") || {};
+    const selBefore = whatif.mask && whatif.index === sel.class_index ? whatif.before : undefined; // under the brush
+    picker.update(get("class_names") || [], topk, sel.class_index, selProb, selBefore);
     const bOptions = topk.map((t) => ({ value: String(t.index), label: `${t.name} (${(t.prob * 100).toFixed(1)}%)` }));
     if (sel.compare_class >= 0 && !topk.some((t) => t.index === sel.compare_class)) {
       bOptions.push({ value: String(sel.compare_class), label: className(sel.compare_class) });
@@ -224,6 +311,25 @@ function render({ model, el }) {
     if (hadFocus) strip.focusCurrent();
     const about = get("about") || {};
     meta.textContent = [about.model, about.device].filter(Boolean).join(" · ");
+    scrubber.set(frameIndex(), data.frames);
+    const a = get("annotations") || {};
+    boxes.update(a.image === sel.image_index ? a.boxes : [], data.shape, sel.class_index);
+    renderTruth();
+  }
+
+  function renderTruth() {
+    const index = get("image_index");
+    const label = (get("labels") || [])[index] ?? -1;
+    const top = get("top_classes") || [];
+    const whatif = get("whatif") || {};
+    // the prediction is the unpainted image's: under the brush the list shows the painted image's order
+    const predicted = whatif.mask ? -1 : top.length ? top[0].index : -1;
+    truth.update(label, predicted, get("class_names") || [], get("true_class"), get("understanding"));
+  }
+
+  function renderWhatIf() {
+    const whatif = get("whatif") || {};
+    brush.setDelta(brush.active ? deltaText(whatif) : "", whatif);
   }
 
   function renderStatus() {
@@ -246,12 +352,15 @@ function render({ model, el }) {
     root.dataset.status = st;
   }
 
+  let wasActive = false;
   function renderCurves() {
+    wasActive = brush.active;
     const [a, b] = curveSlots();
     const series = [];
     if (a && a.fractions) series.push({ id: "a", data: a });
     if (comparing() && b && b.fractions) series.push({ id: "b", data: b });
-    chart.update(series, get("curves_status"));
+    const painted = brush.active && a && a.fractions ? "Curves of the unpainted image (the brush changes the map, not these)." : "";
+    chart.update(series, get("curves_status") || painted, (a && a.score) || (get("choices") || {}).curve_label);
     root.dataset.curves = a && a.fractions ? "ready" : "none";
     paintFrames();
     emit("curves");
@@ -261,21 +370,23 @@ function render({ model, el }) {
     const curves = curveSlots()[0] || {};
     const [hh, ww] = data.shape;
     const xs = curves.fractions || [];
-    const order = data.orders[0];
-    frames.hidden = !(order && data.rgb && xs.length);
+    const order = slice(data.orders[0]);
+    const rgb = slice(data.rgb, 3);
+    frames.hidden = !(order && rgb && xs.length);
     if (frames.hidden) return;
     let i = data.scrub;
     if (i == null || i >= xs.length) i = Math.min(xs.length - 1, Math.round((xs.length - 1) * 0.2));
     const image = get("image") || {};
     const substrate = image.substrate || [0, 0, 0];
     const n = hh * ww;
-    putPixels(frameIns, perturbedFrame(data.rgb, order, i, "insertion", substrate, rgbaBuf("fins", n), data.base), ww, hh);
-    putPixels(frameDel, perturbedFrame(data.rgb, order, i, "deletion", substrate, rgbaBuf("fdel", n)), ww, hh);
+    putPixels(frameIns, perturbedFrame(rgb, order, i, "insertion", substrate, rgbaBuf("fins", n), slice(data.base, 3)), ww, hh);
+    putPixels(frameDel, perturbedFrame(rgb, order, i, "deletion", substrate, rgbaBuf("fdel", n)), ww, hh);
     const share = `${Math.round(xs[i] * 100)}%`;
     const ins = curves.insertion ? curves.insertion[i] : NaN;
     const del = curves.deletion ? curves.deletion[i] : NaN;
-    capIns.textContent = `Insertion · ${share} shown · p=${Number.isFinite(ins) ? ins.toFixed(3) : "–"}`;
-    capDel.textContent = `Deletion · ${share} removed · p=${Number.isFinite(del) ? del.toFixed(3) : "–"}`;
+    const what = (get("choices") || {}).kind === "classes" || !(get("choices") || {}).kind ? "p" : "score";
+    capIns.textContent = `Insertion · ${share} shown · ${what}=${Number.isFinite(ins) ? ins.toFixed(3) : "–"}`;
+    capDel.textContent = `Deletion · ${share} removed · ${what}=${Number.isFinite(del) ? del.toFixed(3) : "–"}`;
     frames.dataset.step = String(i);
   }
 
@@ -291,7 +402,7 @@ function render({ model, el }) {
       return;
     }
     const i = y * data.shape[1] + x;
-    const [a, b] = data.levels;
+    const [a, b] = data.levels.map((l) => slice(l));
     const parts = [`x ${x}, y ${y}`];
     if (a) parts.push(`relevance${comparing() ? " A" : ""} ${(a[i] / 255).toFixed(2)}`);
     if (comparing() && b) parts.push(`B ${(b[i] / 255).toFixed(2)}`);
@@ -301,11 +412,14 @@ function render({ model, el }) {
   // ---- wiring --------------------------------------------------------------------------------
   guard(() => {
     decodeImage();
+    brush.sync(toBytes(get("brush_mask")), get("brush_fill"));
     decodeMaps();
     decodeOrders();
+    decodeAnnotations();
     localError = "";
     renderControls();
     renderStatus();
+    renderWhatIf();
     paintImage();
     paintMaps();
     renderCaptions();
@@ -317,11 +431,37 @@ function render({ model, el }) {
       decodeImage();
       decodeMaps();
       decodeOrders();
+      decodeAnnotations();
+      renderControls();
       paintImage();
       paintMaps();
       paintFrames();
     }),
   );
+  on("annotations", () =>
+    guard(() => {
+      decodeAnnotations();
+      renderControls();
+      paintImage();
+    }),
+  );
+  on("brush_mask brush_fill", () =>
+    guard(() => {
+      brush.sync(toBytes(get("brush_mask")), get("brush_fill"));
+      paintImage();
+      paintMaps();
+      renderCaptions();
+      renderWhatIf();
+    }),
+  );
+  on("whatif", () =>
+    guard(() => {
+      renderWhatIf();
+      renderControls();
+    }),
+  );
+  on("frame", () => guard(repaintFrame));
+  on("labels true_class understanding choices", () => guard(renderControls));
   on("maps", () =>
     guard(() => {
       decodeMaps();
@@ -353,6 +493,7 @@ function render({ model, el }) {
       renderCaptions();
     }),
   );
+  on("class_index", () => guard(() => data.pixels && paintImage()));
   on("status progress message error", () => {
     renderStatus();
     renderCaptions();

@@ -66,7 +66,7 @@ export class StaticModel {
       const saved = images[this.state.image_index];
       if (saved) {
         const top = saved.top_classes || [];
-        this.update({ image: saved.image, top_classes: top, class_index: top.length ? top[0].index : -1 });
+        this.update({ image: saved.image, top_classes: top, annotations: saved.annotations || {}, class_index: top.length ? top[0].index : -1 });
       }
     }
     const keys = slotKeys(this.state);
