@@ -9,6 +9,9 @@ transform) and the demo models all import them from here.
 - :func:`imagenet_transform`: the standard evaluation preprocessing (resize 256, centre crop 224).
 - :func:`imagenet_class_names`: the 1000 class names in index order (no download).
 - :func:`class_names_for`: ImageNet's names for a 1000-class model, else ``"class i"``.
+- :data:`COLORMAPS`, :data:`DEFAULT_COLORMAP`: the heatmap colormaps the widget, the gallery, the exported
+  reports and the figures offer, and the one they start with (viridis: perceptually uniform, readable in
+  grey and by colour-blind readers).
 """
 
 from __future__ import annotations
@@ -19,12 +22,19 @@ from typing import Any
 import torch
 
 __all__ = [
+    "COLORMAPS",
+    "DEFAULT_COLORMAP",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "class_names_for",
     "imagenet_class_names",
     "imagenet_transform",
 ]
+
+#: The heatmap colormaps every view offers (the front end draws the same four).
+COLORMAPS: tuple[str, ...] = ("viridis", "jet", "inferno", "gray")
+#: The colormap every view starts with.
+DEFAULT_COLORMAP = "viridis"
 
 #: Per-channel ImageNet mean of RGB pixels in [0, 1] (the torchvision convention).
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)

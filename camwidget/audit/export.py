@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from camwidget.defaults import DEFAULT_COLORMAP
+
 if TYPE_CHECKING:
     from torch import nn
 
@@ -281,8 +283,8 @@ def _overlay(report: AuditReport, index: int | None, m: np.ndarray, side: int = 
     if rgb is None:
         h, w = m.shape
         shape = (max(1, round(side * h / w)), side)
-        return _data_uri(_jpeg(colorize(_levels(m, shape), "jet")))
-    return _data_uri(_jpeg(blend(rgb, _levels(m, rgb.shape[:2]), "jet", 0.45)))
+        return _data_uri(_jpeg(colorize(_levels(m, shape), DEFAULT_COLORMAP)))
+    return _data_uri(_jpeg(blend(rgb, _levels(m, rgb.shape[:2]), DEFAULT_COLORMAP, 0.45)))
 
 
 def _thumbs(report: AuditReport, indices: list[int], which: str = "predicted") -> str:

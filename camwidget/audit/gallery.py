@@ -33,6 +33,7 @@ import traitlets as t
 
 from camwidget.audit.report import AuditReport
 from camwidget.audit.shortcuts import Shortcut, Shortcuts
+from camwidget.defaults import DEFAULT_COLORMAP
 
 __all__ = ["FILTER_OPS", "PANELS", "AuditExplorer", "display_normalisation", "points_in_polygon"]
 
@@ -56,7 +57,6 @@ MAX_MATRIX = 24
 """The confusion panel draws the full matrix up to this many classes; beyond, the most confused pairs."""
 MAX_SLICES = 8
 """Slices listed in the slices panel."""
-COLORMAPS = ("jet", "viridis", "inferno", "gray")
 
 
 def _front_end() -> tuple[str, str]:
@@ -215,7 +215,7 @@ class AuditExplorer(anywidget.AnyWidget):
     regions = t.List(t.Dict()).tag(sync=True)
     findings = t.List(t.Dict()).tag(sync=True)
     can_test = t.Bool(False).tag(sync=True)
-    colormap = t.Unicode("jet").tag(sync=True)
+    colormap = t.Unicode(DEFAULT_COLORMAP).tag(sync=True)
     opacity = t.Float(0.5).tag(sync=True)
     show_maps = t.Bool(True).tag(sync=True)
     show_boxes = t.Bool(True).tag(sync=True)

@@ -49,7 +49,7 @@ import torch
 import traitlets as t
 from torch import nn
 
-from camwidget.defaults import IMAGENET_MEAN, IMAGENET_STD
+from camwidget.defaults import COLORMAPS, DEFAULT_COLORMAP, IMAGENET_MEAN, IMAGENET_STD
 from camwidget.engine.batching import model_device
 from camwidget.methods.registry import get_method
 from camwidget.metrics.insertion_deletion import SUBSTRATES
@@ -59,10 +59,9 @@ from camwidget.widget.jobs import BackgroundWorker
 from camwidget.widget.map_key import COMPARE_MODES, MapKey, Selection
 from camwidget.widget.session import PREVIEW_METHOD, Session, Work, label, short_error
 
-__all__ = ["COLORMAPS", "CamExplorer"]
+__all__ = ["CamExplorer"]
 
 _STATIC = pathlib.Path(__file__).resolve().parent.parent / "static"
-COLORMAPS = ("viridis", "jet", "inferno", "gray")
 STATES = ("ready", "running", "cancelled", "error")
 SELECTION = (
     "image_index",
@@ -193,7 +192,7 @@ class CamExplorer(anywidget.AnyWidget):
     true_class = t.Bool(False).tag(sync=True)
     # display, applied in the browser
     opacity = t.Float(0.5, min=0.0, max=1.0).tag(sync=True)
-    colormap = t.Enum(COLORMAPS, "viridis").tag(sync=True)
+    colormap = t.Enum(COLORMAPS, DEFAULT_COLORMAP).tag(sync=True)
     frame = t.Int(0).tag(sync=True)
     # what can be chosen (kernel -> front end)
     methods = t.List(t.Dict()).tag(sync=True)
@@ -243,7 +242,7 @@ class CamExplorer(anywidget.AnyWidget):
         compare_class: int | str | None = None,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
-        colormap: str = "viridis",
+        colormap: str = DEFAULT_COLORMAP,
         opacity: float = 0.5,
         curves: bool = True,
         curve_steps: int = 32,

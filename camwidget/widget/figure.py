@@ -12,12 +12,11 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from camwidget.class_names import ClassNames
-from camwidget.defaults import IMAGENET_MEAN, IMAGENET_STD
+from camwidget.defaults import COLORMAPS, DEFAULT_COLORMAP, IMAGENET_MEAN, IMAGENET_STD
 from camwidget.engine.explainer import Explainer
 from camwidget.methods.registry import get_method
 from camwidget.metrics.insertion_deletion import insertion_deletion
 from camwidget.widget.codecs import blend, load_images
-from camwidget.widget.explorer import COLORMAPS
 
 __all__ = ["show"]
 
@@ -33,7 +32,7 @@ def show(
     preprocess: Callable[[Any], torch.Tensor] | None = None,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
-    colormap: str = "viridis",
+    colormap: str = DEFAULT_COLORMAP,
     opacity: float = 0.5,
     curves: bool = True,
     curve_steps: int = 32,
