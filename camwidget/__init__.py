@@ -2,7 +2,9 @@
 
 Public API (imported lazily, so ``import camwidget`` stays cheap):
 
-- :func:`explain`, :class:`Explainer`, :data:`METHODS`, :func:`candidate_layers` -- the explainer engine.
+- :func:`explain`, :class:`Explainer`, :data:`METHODS`, :func:`candidate_layers` -- the explainer engine;
+  :func:`explain_steps` returns a method's intermediates (:class:`CamSteps`: activations, gradients,
+  channel weights, the raw map and each step to the final one).
 - :mod:`camwidget.metrics` -- insertion/deletion, Average Drop/Increase/Gain, sanity checks, localisation.
 - :class:`CamExplorer`, :func:`show` -- the notebook widget and its static matplotlib counterpart;
   :func:`export_html` saves either as one offline HTML file.
@@ -19,6 +21,8 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "explain": "camwidget.engine.explainer",
+    "explain_steps": "camwidget.engine.explainer",
+    "CamSteps": "camwidget.engine.steps",
     "Explainer": "camwidget.engine.explainer",
     "candidate_layers": "camwidget.engine.layers",
     "METHODS": "camwidget.methods.registry",
@@ -35,11 +39,13 @@ __all__ = [
     "AuditExplorer",
     "AuditReport",
     "CamExplorer",
+    "CamSteps",
     "Explainer",
     "__version__",
     "audit",
     "candidate_layers",
     "explain",
+    "explain_steps",
     "export_html",
     "load_ipython_extension",
     "show",
@@ -49,15 +55,16 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from camwidget.audit.gallery import AuditExplorer
     from camwidget.audit.report import AuditReport
     from camwidget.audit.run import audit
-    from camwidget.engine.explainer import Explainer, explain
+    from camwidget.engine.explainer import Explainer, explain, explain_steps
     from camwidget.engine.layers import candidate_layers
+    from camwidget.engine.steps import CamSteps
     from camwidget.methods.registry import METHODS
     from camwidget.widget.explorer import CamExplorer
     from camwidget.widget.export import export_html
     from camwidget.widget.figure import show
 
 
-_SUBMODULES = ("data", "metrics", "models")
+_SUBMODULES = ("data", "metrics", "models", "targets")
 
 
 def __getattr__(name: str) -> Any:

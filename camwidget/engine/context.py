@@ -50,6 +50,9 @@ class MethodContext:
         precision: the precision the caller asked for ("auto", "fp32", "bf16", "fp16").
         batch_size: "auto" or the caller's fixed chunk size.
         precision_used: set by the engine: the precision of the forwards this method ran.
+        channel_weights: set by a method whose raw map is Σ_k w_k A_k (CAM, Grad-CAM, Grad-CAM++,
+            XGrad-CAM, Score-CAM, Ablation-CAM): the (N, C') float32 weights w; None for the others
+            (element-wise HiResCAM/Layer-CAM, Eigen-CAM, and Opti-CAM, whose weights multiply ReLU(A)).
     """
 
     inputs: torch.Tensor
@@ -69,6 +72,7 @@ class MethodContext:
     batch_size: int | str
     _model: nn.Module = field(repr=False)
     precision_used: str = "fp32"
+    channel_weights: torch.Tensor | None = None
 
     @property
     def device(self) -> torch.device:
@@ -147,6 +151,12 @@ class MethodContext:
         out = runner.logits(make_batch, total)
         self.record_precision(runner.precision_used or "fp32")
         return out
+
+    def weighted_sum(self, weights: torch.Tensor) -> torch.Tensor:
+        """Σ_k w_k A_k for (N, C') channel weights -> (N, *s) raw maps; records the weights as
+        :attr:`channel_weights` (what :func:`camwidget.explain_steps` reports)."""
+        self.channel_weights = weights.detach().float()
+        return torch.einsum("nc,nc...->n...", weights, self.activations)
 
     def record_precision(self, precision: str) -> None:
         """Note that part of this result was computed at ``precision`` (a method reusing cached results

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -31,7 +31,8 @@ from camwidget.engine.context import MethodContext
 from camwidget.engine.diagnostics import MapWarning, diagnose
 from camwidget.engine.hooks import LayerCapture, LayerOutputError, preserved_state
 from camwidget.engine.layers import default_layer, resolve_layer, split_entry
-from camwidget.engine.normalize import finalize
+from camwidget.engine.normalize import finalize, minmax, upsample
+from camwidget.engine.steps import CamSteps
 from camwidget.engine.validation import (
     check_inputs,
     check_model,
@@ -42,7 +43,7 @@ from camwidget.methods.base import CamMethod
 from camwidget.methods.registry import get_method, method_options
 from camwidget.targets import ClassIndex, as_logits, as_target, check_scores
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Cancelled", "Explainer", "explain"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "CamSteps", "Cancelled", "Explainer", "explain", "explain_steps"]
 
 
 class Explainer:
@@ -159,6 +160,90 @@ class Explainer:
             TypeError, ValueError: bad inputs, target, method, option or layer, before the model is
                 changed; the model is left exactly as it came on every exit.
         """
+        run = self._run(inputs, target, method, options)
+        maps = run.raw
+        if not raw:
+            maps = finalize(maps, tuple(run.ctx.inputs.shape[2:]))
+        if return_logits:
+            given = run.ctx.logits if run.ctx.logits is not None else run.ctx.scores
+            return maps.to(run.out_device), given.to(run.out_device)
+        return maps.to(run.out_device)
+
+    def steps(
+        self,
+        inputs: torch.Tensor,
+        target: object = None,
+        *,
+        method: str | None = None,
+        **options: Any,
+    ) -> CamSteps:
+        """Explain ``inputs`` and keep every intermediate: activations, gradients, channel weights, the
+        signed raw map, and the map after upsampling, after ReLU and after min-max.
+
+        Arguments as for :meth:`__call__`. ``steps(...).maps`` equals ``self(...)`` for the same call; the
+        cost is the same (one call), plus memory for the (N, C', h, w) activations and gradients.
+
+        Returns:
+            :class:`~camwidget.engine.steps.CamSteps`, its tensors on the inputs' device.
+        """
+        run = self._run(inputs, target, method, options)
+        ctx, dev = run.ctx, run.out_device
+        upsampled = upsample(run.raw, tuple(ctx.inputs.shape[2:]))
+        rectified = torch.relu(upsampled)
+
+        def out(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.detach().to(dev)
+
+        return CamSteps(
+            method=run.method.name,
+            label=run.method.label,
+            layer=ctx.layer_name,
+            target=ctx.target.name,
+            classes=out(ctx.classes),
+            scores=ctx.scores.to(dev),
+            logits=out(ctx.logits),
+            activations=ctx.activations.to(dev),
+            gradients=out(ctx.gradients),
+            weights=out(ctx.channel_weights),
+            raw=run.raw.to(dev),
+            upsampled=upsampled.to(dev),
+            rectified=rectified.to(dev),
+            maps=minmax(rectified).to(dev),
+            warnings=tuple(self.last_warnings),
+        )
+
+    def predict(self, inputs: torch.Tensor) -> torch.Tensor:
+        """(N, K) float32 logits of ``inputs`` (one plain forward in eval mode, on the model's device)."""
+        x, _ = self._prepare(inputs)
+        with preserved_state(self.model), torch.inference_mode(), running_model(x):
+            return as_logits(self.model(x)).float()
+
+    def _plain_run(self, x: torch.Tensor) -> object:
+        """The model's output on ``x`` (for targets that embed a reference image)."""
+        with torch.no_grad():
+            return self.model(x.to(model_device(self.model)))
+
+    def release(self) -> None:
+        """Drop the methods' caches (the model holds no hooks between calls)."""
+        for method in self._methods.values():
+            method.release()
+        self._methods.clear()
+
+    def __enter__(self) -> Explainer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return (
+            f"Explainer({type(self.model).__name__}, layer={self.layer_name!r}, method={self.method!r}, "
+            f"device={model_device(self.model)}, precision={self.precision!r})"
+        )
+
+    # -- internals -----------------------------------------------------------------------------------
+    def _run(self, inputs: torch.Tensor, target: object, method: str | None, options: dict[str, Any]) -> _Run:
+        """One explanation: the method's context and its raw (N, *s) maps; warnings issued."""
         cam = self._instance(method or self.method)
         self._check_options(options)
         opts = {**cam.defaults}
@@ -251,44 +336,9 @@ class Explainer:
             elementwise=cam.elementwise,
         )
         for message in self.last_warnings if self.warn else ():
-            warnings.warn(message, MapWarning, stacklevel=self._stacklevel)
-        if not raw:
-            maps = finalize(maps, tuple(x.shape[2:]))
-        if return_logits:
-            given = ctx.logits if ctx.logits is not None else ctx.scores
-            return maps.to(out_device), given.to(out_device)
-        return maps.to(out_device)
+            warnings.warn(message, MapWarning, stacklevel=self._stacklevel + 1)
+        return _Run(ctx, maps, cam, out_device)
 
-    def predict(self, inputs: torch.Tensor) -> torch.Tensor:
-        """(N, K) float32 logits of ``inputs`` (one plain forward in eval mode, on the model's device)."""
-        x, _ = self._prepare(inputs)
-        with preserved_state(self.model), torch.inference_mode(), running_model(x):
-            return as_logits(self.model(x)).float()
-
-    def _plain_run(self, x: torch.Tensor) -> object:
-        """The model's output on ``x`` (for targets that embed a reference image)."""
-        with torch.no_grad():
-            return self.model(x.to(model_device(self.model)))
-
-    def release(self) -> None:
-        """Drop the methods' caches (the model holds no hooks between calls)."""
-        for method in self._methods.values():
-            method.release()
-        self._methods.clear()
-
-    def __enter__(self) -> Explainer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-    def __repr__(self) -> str:
-        return (
-            f"Explainer({type(self.model).__name__}, layer={self.layer_name!r}, method={self.method!r}, "
-            f"device={model_device(self.model)}, precision={self.precision!r})"
-        )
-
-    # -- internals -----------------------------------------------------------------------------------
     def _instance(self, name: str) -> CamMethod:
         """This explainer's instance of the method called ``name`` (created on first use)."""
         cls = get_method(name)
@@ -315,6 +365,15 @@ class Explainer:
             self.layer_name, self.layer = resolve_layer(
                 self.model, default_layer(self.model, x[:1], reshape_transform=self.reshape_transform)
             )
+
+
+class _Run(NamedTuple):
+    """What :meth:`Explainer._run` computed: the context, the raw maps, the method, where results go."""
+
+    ctx: MethodContext
+    raw: torch.Tensor
+    method: CamMethod
+    out_device: torch.device
 
 
 def _logits_or_none(output: object) -> torch.Tensor | None:
@@ -352,3 +411,38 @@ def explain(
     with Explainer(model, layer, method, **options) as explainer:
         explainer._stacklevel = 3
         return explainer(inputs, target, raw=raw)
+
+
+def explain_steps(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    *,
+    method: str = "scorecam",
+    layer: str | nn.Module | None = None,
+    target: object = None,
+    **options: Any,
+) -> CamSteps:
+    """What ``method`` computes on its way to the map, in one call: the one-call form of
+    :meth:`Explainer.steps` (the model is left exactly as it came).
+
+    Args:
+        model: classifier returning (N, K) logits (or any model with a ``target``), on any device.
+        inputs: (N, C, H, W) float tensor, preprocessed as the model expects.
+        method: one of :data:`camwidget.METHODS`. Default "scorecam", as :func:`explain`.
+        layer: submodule or dotted name; None = last spatial layer before global pooling.
+        target: None (predicted class per image), an int, N ints, or a :mod:`camwidget.targets` target.
+        **options: as for :func:`explain`.
+
+    Returns:
+        :class:`~camwidget.engine.steps.CamSteps`: activations (N, C', h, w), gradients (gradient methods),
+        channel weights (N, C') where the map is Σ_k w_k A_k, the signed raw map (N, h, w), and the map
+        upsampled, rectified (ReLU) and min-max normalised (N, H, W); ``maps`` equals :func:`explain`'s.
+
+    Example::
+
+        steps = camwidget.explain_steps(model, x, method="gradcam", layer="features.12")
+        steps.weights  # (1, 512): the mean gradient of each channel
+    """
+    with Explainer(model, layer, method, **options) as explainer:
+        explainer._stacklevel = 3
+        return explainer.steps(inputs, target)

@@ -52,7 +52,7 @@ class AblationCAM(CamMethod):
             scores = self._ablated(ctx, i, c)
             y = ctx.scores[i]
             weights[i] = (y - scores) / y.abs().clamp_min(1e-12)
-        return torch.einsum("nc,nc...->n...", weights, a)
+        return ctx.weighted_sum(weights)
 
     @staticmethod
     def _ablated(ctx: MethodContext, i: int, c: int) -> torch.Tensor:

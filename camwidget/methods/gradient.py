@@ -14,11 +14,6 @@ from camwidget.methods.base import CamMethod, MethodContext
 __all__ = ["GradCAM", "GradCAMPlusPlus", "HiResCAM", "LayerCAM", "XGradCAM"]
 
 
-def _weighted(weights: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
-    """Σ_k w_k A_k for (N, C) weights and (N, C, *s) activations -> (N, *s)."""
-    return torch.einsum("nc,nc...->n...", weights, activations)
-
-
 def _spatial(t: torch.Tensor) -> tuple[int, ...]:
     """The spatial dimensions of a (N, C, *s) tensor."""
     return tuple(range(2, t.ndim))
@@ -39,7 +34,7 @@ class GradCAM(CamMethod):
 
     def raw(self, ctx: MethodContext) -> torch.Tensor:
         g = _gradients(ctx)
-        return _weighted(g.mean(dim=_spatial(g)), ctx.activations)
+        return ctx.weighted_sum(g.mean(dim=_spatial(g)))
 
 
 class GradCAMPlusPlus(CamMethod):
@@ -64,7 +59,7 @@ class GradCAMPlusPlus(CamMethod):
         denominator = 2 * g2 + a.sum(dim=_spatial(a), keepdim=True) * g2 * g + 1e-6
         alpha = torch.where(g != 0, g2 / denominator, torch.zeros_like(g))
         weights = (alpha * torch.relu(g)).sum(dim=_spatial(g))
-        return _weighted(weights, a)
+        return ctx.weighted_sum(weights)
 
 
 class HiResCAM(CamMethod):
@@ -95,7 +90,7 @@ class XGradCAM(CamMethod):
     def raw(self, ctx: MethodContext) -> torch.Tensor:
         g, a = _gradients(ctx), ctx.activations
         weights = (g * a).sum(dim=_spatial(a)) / (a.sum(dim=_spatial(a)) + 1e-7)
-        return _weighted(weights, a)
+        return ctx.weighted_sum(weights)
 
 
 class LayerCAM(CamMethod):

@@ -148,7 +148,7 @@ class ScoreCAM(CamMethod):
                 for i in range(n)
             ]
         )
-        return torch.einsum("nc,nc...->n...", weights, a)
+        return ctx.weighted_sum(weights)
 
     def _class_scores(
         self, ctx: MethodContext, needed: torch.Tensor, variant: str, any_flat: bool

@@ -154,6 +154,7 @@ def sanity_check(
     max_layers: int | None = None,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    return_maps: bool = False,
     **options: Any,
 ) -> list[dict[str, Any]]:
     """Cascading parameter randomisation: how the maps of ``method`` change as the model is randomised.
@@ -172,12 +173,16 @@ def sanity_check(
             layer). Each step costs one explanation.
         seed: seeds the re-initialisations (step k uses seed + k). Default 0.
         progress: called as ``progress(done, total)`` after each step.
+        return_maps: also return the maps: each row gets "maps", the (N, H, W) float32 CPU maps in [0, 1]
+            after that step, and "original", the maps of the unchanged model (the same tensor in every
+            row). Default False (the maps cost N·H·W floats per step).
         **options: passed to :func:`camwidget.explain` (method options, ``precision``, ``mean``/``std``...).
 
     Returns:
         One dict per randomised module, from the top: "step" (1-based count of randomised modules), "layer"
         (its name), "spearman" and "ssim" (floats: means over the images), "spearman_per_image" and
-        "ssim_per_image" ((N,) float32 CPU tensors), both against the original map.
+        "ssim_per_image" ((N,) float32 CPU tensors), both against the original map; with ``return_maps``,
+        also "maps" and "original".
     """
     model, inputs, wanted = check_call(model, inputs, target)
     get_method(method)  # an unknown name fails here, before the model is copied
@@ -198,6 +203,7 @@ def sanity_check(
         targets = fixed_target(clone, x, wanted)
     explainer = Explainer(clone, layer_name, method, **options)
     original = explainer(x, targets)
+    original_cpu = original.detach().cpu() if return_maps else None
     layer_name = explainer.layer_name
     explainer.release()
     order = cascade_order(clone, x[:1])
@@ -221,6 +227,9 @@ def sanity_check(
                 "ssim_per_image": sim,
             }
         )
+        if return_maps:
+            rows[-1]["maps"] = maps.detach().cpu()
+            rows[-1]["original"] = original_cpu
         if progress is not None:
             progress(k, len(order))
     return rows
