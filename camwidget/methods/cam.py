@@ -31,7 +31,7 @@ class CAM(CamMethod):
     label = "CAM"
     paper = "Zhou et al., CVPR 2016"
 
-    def raw(self, ctx: MethodContext) -> torch.Tensor:
+    def channel_weights(self, ctx: MethodContext) -> torch.Tensor:
         classes = ctx.require_classes("cam")
         assert ctx.logits is not None
         a = ctx.activations
@@ -50,4 +50,4 @@ class CAM(CamMethod):
             predicted, ctx.logits, rtol=1e-3, atol=1e-3 * (1 + ctx.logits.abs().max().item())
         ):
             raise ValueError(advice)
-        return torch.einsum("nc,nc...->n...", weight[classes], a)
+        return weight[classes]
