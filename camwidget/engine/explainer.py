@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from camwidget.engine.batching import Cancelled, model_device
 from camwidget.engine.context import MethodContext
@@ -412,6 +413,8 @@ class Explainer:
             for capture in captures:
                 stack.enter_context(capture)
             grad_mode = torch.enable_grad() if cam.needs_input_gradient else torch.no_grad()
+            if cam.needs_hessian:  # fused attention kernels have no double backward; the math one has
+                stack.enter_context(sdpa_kernel(SDPBackend.MATH))
             try:
                 # A capture hook turns grad mode on at its layer. The method's own hooks (if any) are on
                 # for this forward only, not for a target's reference forward below.
