@@ -5,6 +5,9 @@ Public API (imported lazily, so ``import camwidget`` stays cheap):
 - :func:`explain`, :class:`Explainer`, :data:`METHODS`, :func:`candidate_layers` -- the explainer engine.
 - :mod:`camwidget.metrics` -- insertion/deletion, Average Drop/Increase/Gain, sanity checks, localisation.
 - :class:`CamExplorer`, :func:`show` -- the notebook widget and its static matplotlib counterpart.
+- ``camwidget.concepts(model, images, layer, n=5)`` -- concepts by Deep Feature Factorization
+  (:mod:`camwidget.concepts`; the module is callable).
+- :mod:`camwidget.record` -- reproducible explanations (``Explainer.record``, ``explain(..., record=True)``).
 - :func:`audit`, :class:`AuditReport`, :class:`AuditExplorer` -- dataset-bias audits.
 - ``%load_ext camwidget`` registers the ``%cam`` line magic.
 """
@@ -37,8 +40,10 @@ __all__ = [
     "__version__",
     "audit",
     "candidate_layers",
+    "concepts",
     "explain",
     "load_ipython_extension",
+    "record",
     "show",
 ]
 
@@ -53,7 +58,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from camwidget.widget.figure import show
 
 
-_SUBMODULES = ("data", "metrics", "models")
+_SUBMODULES = ("concepts", "data", "metrics", "models", "record")
 
 
 def __getattr__(name: str) -> Any:
