@@ -29,8 +29,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from camwidget.engine.attention import twice_differentiable_attention
 from camwidget.engine.batching import Cancelled, model_device
 from camwidget.engine.context import MethodContext
 from camwidget.engine.fusion import FUSIONS, fuse
@@ -414,7 +414,7 @@ class Explainer:
                 stack.enter_context(capture)
             grad_mode = torch.enable_grad() if cam.needs_input_gradient else torch.no_grad()
             if cam.needs_hessian:  # fused attention kernels have no double backward; the math one has
-                stack.enter_context(sdpa_kernel(SDPBackend.MATH))
+                stack.enter_context(twice_differentiable_attention())  # this thread only, this pass only
             try:
                 # A capture hook turns grad mode on at its layer. The method's own hooks (if any) are on
                 # for this forward only, not for a target's reference forward below.
