@@ -52,6 +52,12 @@ class Concepts:
         class_scores: (n, K) float32 softmax probabilities of the linear head on each embedding, or None
             when the layer does not feed global average pooling and a linear classifier.
         classes: per concept, its ``top_k`` classes by ``class_scores`` (empty lists without a head).
+        logit_weights: (n, K) float32: how much each class's logit rises per unit of the concept's mean
+            presence on an image (``feature_maps`` averaged over positions), the linear head applied to the
+            concept's direction without the offsets; None without a head. Per image i and class k, the
+            logit is Σ_j logit_weights[j, k]·mean(feature_maps[i, j]) plus the head on the offsets, its
+            bias, and the head on the factorisation's residual: the first sum splits a prediction among
+            the concepts (:meth:`logit_parts`).
         layer: the layer factorised.
         error: ‖V − WH‖ / ‖V‖, the relative reconstruction error of the factorisation.
     """
@@ -63,9 +69,30 @@ class Concepts:
     classes: list[list[int]] = field(default_factory=list)
     layer: str = ""
     error: float = float("nan")
+    logit_weights: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.embeddings.shape[0]
+
+    def logit_parts(self, classes: torch.Tensor | list[int]) -> torch.Tensor:
+        """(N, n) float32: each concept's part of the logit of ``classes[i]`` (N class indices) on image i,
+        ``logit_weights[j, classes[i]]·mean(feature_maps[i, j])``, in logit units.
+
+        Raises:
+            ValueError: the layer feeds no global-average-pooling + linear head (no ``logit_weights``), or
+                ``classes`` does not hold one class index per image.
+        """
+        if self.logit_weights is None:
+            raise ValueError(
+                f"the concepts of layer {self.layer!r} have no readout to the classes: factorise a layer "
+                "that feeds global average pooling and a linear classifier"
+            )
+        classes = torch.as_tensor(classes, dtype=torch.long, device=self.logit_weights.device).flatten()
+        count = self.feature_maps.shape[0]
+        if classes.numel() != count:
+            raise ValueError(f"give one class index per image ({count}); got {classes.numel()}")
+        presence = self.feature_maps.flatten(2).mean(dim=2).to(self.logit_weights.device)  # (N, n)
+        return presence * self.logit_weights.T[classes]
 
 
 def nmf(
@@ -161,12 +188,13 @@ def concepts(
     maps = minmax(upsample(feature_maps.flatten(0, 1), size)).view(count, n, *size)
     embeddings = (w.float() + offset.float()).T.contiguous()  # (n, C)
     head = gap_linear_head(model, a, logits) if logits is not None else None
-    class_scores = None
+    class_scores = logit_weights = None
     classes: list[list[int]] = [[] for _ in range(n)]
     if head is not None:
         with torch.no_grad():
             bias = head.bias.detach().float() if head.bias is not None else 0.0
             class_scores = torch.softmax(embeddings @ head.weight.detach().float().T + bias, dim=1)
+            logit_weights = w.float().T @ head.weight.detach().float().T  # (n, K)
         k = min(top_k, class_scores.shape[1])
         classes = class_scores.topk(k, dim=1).indices.tolist()
     return Concepts(
@@ -177,6 +205,7 @@ def concepts(
         classes=classes,
         layer=name,
         error=error,
+        logit_weights=logit_weights,
     )
 
 

@@ -78,6 +78,35 @@ def test_two_planted_concepts_are_found_with_their_maps_and_classes() -> None:
     assert e[blue_concept, 4:].sum() > 10 * e[blue_concept, :4].sum().clamp_min(1e-6)
 
 
+def test_logit_parts_split_each_logit_among_the_concepts() -> None:
+    """Σ_j parts[i, j] + fc(offsets) + bias = the logit, up to the factorisation's residual; the red concept
+    carries class 0's logit and the blue one class 1's."""
+    model = TwoConcepts().eval()
+    x, _, _ = planted()
+    found = camwidget.concepts(model, x, "features", n=2)
+    with torch.no_grad():
+        a = model.features(x)
+        logits = model(x)
+    offsets = a.transpose(0, 1).flatten(1).amin(dim=1)  # per channel, over every position of every image
+    with torch.no_grad():
+        base = model.fc(offsets)  # the head on the offsets, with its bias
+    for k in (0, 1, 2):
+        parts = found.logit_parts([k] * 4)
+        assert parts.shape == (4, 2)
+        residual = logits[:, k] - base[k] - parts.sum(1)
+        assert float(residual.abs().max()) <= 0.05 * float(logits[:, k].abs().max()), k
+    in_red = (found.maps * planted()[1][:, None]).sum(dim=(2, 3)).mean(0)
+    red_concept = int(in_red.argmax())
+    assert found.logit_parts([0] * 4).argmax(1).tolist() == [red_concept] * 4
+    assert found.logit_parts([1] * 4).argmax(1).tolist() == [1 - red_concept] * 4
+    with pytest.raises(ValueError, match="one class index per image"):
+        found.logit_parts([0])
+    no_head = camwidget.concepts(model, x, "features.0", n=2)
+    assert no_head.logit_weights is None
+    with pytest.raises(ValueError, match="no readout to the classes"):
+        no_head.logit_parts([0] * 4)
+
+
 def test_without_a_linear_head_there_are_no_classes_and_bad_arguments_say_so() -> None:
     model = TwoConcepts().eval()
     x, _, _ = planted(2)
