@@ -115,18 +115,15 @@ def _or_zero(g: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
 
 
 def _channel_sum(term: torch.Tensor, size: tuple[int, ...], how: str) -> torch.Tensor:
-    """(N, C, *s) non-negative term -> (N, *size): normalised as ``how``, resized, summed over channels."""
+    """(N, C, *s) non-negative term -> (N, *size): normalised as ``how``, resized, summed over channels.
+
+    Resizing is linear and the same for every channel, so the channels are summed at the layer's resolution
+    and the sum resized once (the same map as resizing each channel, C times less interpolation)."""
     mode = "bilinear" if len(size) == 2 else "trilinear"
-    if how == "channel":
-        flat = term.flatten(2)
-        shifted = flat - flat.amin(-1, keepdim=True)
-        normed = (shifted / (shifted.amax(-1, keepdim=True) + 1e-7)).view_as(term)
-        if tuple(term.shape[2:]) != size:
-            normed = F.interpolate(normed, size=size, mode=mode, align_corners=False)
-    else:
-        flat = term.flatten(1)
-        shifted = flat - flat.amin(-1, keepdim=True)
-        normed = (shifted / (shifted.amax(-1, keepdim=True) + 1e-6)).view_as(term)
-        if tuple(term.shape[2:]) != size:
-            normed = F.interpolate(normed, size=size, mode=mode, align_corners=True)
-    return normed.sum(dim=1)
+    flat = term.flatten(2) if how == "channel" else term.flatten(1)
+    shifted = flat - flat.amin(-1, keepdim=True)
+    eps = 1e-7 if how == "channel" else 1e-6
+    summed = (shifted / (shifted.amax(-1, keepdim=True) + eps)).view_as(term).sum(dim=1, keepdim=True)
+    if tuple(term.shape[2:]) != size:
+        summed = F.interpolate(summed, size=size, mode=mode, align_corners=how == "layer")
+    return summed[:, 0]
