@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: install the peers (pytorch-grad-cam, torchcam) beside the project's environment, then run
 # the Score-CAM, insertion/deletion and ROAD benchmarks. Usage: bash benchmarks/run.sh [--quick]
-# [--rounds N] [--models resnet18,resnet50]. Results: benchmarks/results/{scorecam,metrics,road}.md (and .json).
+# [--rounds N] [--models resnet18,resnet50]. Results: benchmarks/results/{scorecam,metrics,road,methods}.md (and .json).
 #
 # The Python used is $PYTHON, else the project's .venv (made by `make setup`), else the active virtualenv,
 # else python3; it must have camwidget (editable), torch and torchvision installed.
@@ -36,6 +36,8 @@ sys.path.insert(0, os.environ["CAMWIDGET_BENCH_PEERS"])
 import camwidget.metrics, pytorch_grad_cam, torchcam.metrics, torchvision  # noqa: F401
 from pytorch_grad_cam import ScoreCAM  # noqa: F401
 from pytorch_grad_cam.metrics.road import ROADCombined  # noqa: F401
+from pytorch_grad_cam import FullGrad, ShapleyCAM, FinerCAM, KPCA_CAM, FEM, RefineCAM  # noqa: F401
+from torchcam.methods import SSCAM, ISCAM, SmoothGradCAMpp, LeGrad  # noqa: F401
 from torchcam.methods import ScoreCAM as _  # noqa: F401
 print("peers import fine:", pytorch_grad_cam.__file__, torchcam.__file__)
 PY
@@ -47,6 +49,7 @@ mem=()
 for arg in "$@"; do if [ "$arg" = --quick ]; then mem=(--quick); fi; done
 "$PY" benchmarks/bench_memory.py "${mem[@]}"
 "$PY" benchmarks/bench_road.py "$@"
+"$PY" benchmarks/bench_methods.py "$@"
 # The dataset-audit benchmark has its own owner and options (no --quick: one round instead).
 if [ -f benchmarks/bench_audit.py ]; then
   quick=()

@@ -8,6 +8,9 @@ Public API (imported lazily, so ``import camwidget`` stays cheap):
 - :mod:`camwidget.metrics` -- insertion/deletion, Average Drop/Increase/Gain, sanity checks, localisation.
 - :class:`CamExplorer`, :func:`show` -- the notebook widget and its static matplotlib counterpart;
   :func:`export_html` saves either as one offline HTML file.
+- ``camwidget.concepts(model, images, layer, n=5)`` -- concepts by Deep Feature Factorization
+  (:mod:`camwidget.concepts`; the module is callable).
+- :mod:`camwidget.record` -- reproducible explanations (``Explainer.record``, ``explain(..., record=True)``).
 - :func:`audit`, :class:`AuditReport`, :class:`AuditExplorer` -- dataset-bias audits.
 - ``%load_ext camwidget`` registers the ``%cam`` line magic.
 """
@@ -44,10 +47,12 @@ __all__ = [
     "__version__",
     "audit",
     "candidate_layers",
+    "concepts",
     "explain",
     "explain_steps",
     "export_html",
     "load_ipython_extension",
+    "record",
     "show",
 ]
 
@@ -64,7 +69,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from camwidget.widget.figure import show
 
 
-_SUBMODULES = ("data", "metrics", "models", "targets")
+_SUBMODULES = ("concepts", "data", "metrics", "models", "record", "targets")
 
 
 def __getattr__(name: str) -> Any:

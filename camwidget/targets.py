@@ -21,6 +21,7 @@ Face) are read as logits. Any other output needs a callable target (the error sa
 
 Targets compared with pytorch-grad-cam 1.5.7 (the same value on the same output, so the maps agree):
 ``Logit(c)`` = ``ClassifierOutputTarget(c)``, ``Probability(c)`` = ``ClassifierOutputSoftmaxTarget(c)``,
+``ReST(c)`` = ``ClassifierOutputReST(c)``, ``FinerContrast(c)`` = ``FinerWeightedTarget``,
 ``SegmentationClass(c, mask)`` = ``SemanticSegmentationTarget(c, mask)``; a single-output binary head is
 ``Logit(0)`` (pytorch-grad-cam's ``BinaryClassifierOutputTarget(1)``) or ``Output(0, sign=-1)``
 (``BinaryClassifierOutputTarget(0)``). ``DetectionBox`` differs from ``FasterRCNNBoxScoreTarget`` on
@@ -37,9 +38,11 @@ import torch
 __all__ = [
     "ClassIndex",
     "DetectionBox",
+    "FinerContrast",
     "Logit",
     "Output",
     "Probability",
+    "ReST",
     "SegmentationClass",
     "Sigmoid",
     "Similarity",
@@ -146,16 +149,18 @@ _TRANSFORMS = {
     "logit": lambda z: z,
     "probability": lambda z: torch.softmax(z, dim=1),
     "sigmoid": torch.sigmoid,
+    "rest": lambda z: z + torch.log_softmax(z, dim=1),
 }
 
 
 class ClassIndex(Target):
-    """A class per image, scored as ``kind`` of the logits: "logit" (default), "probability" (softmax) or
-    "sigmoid". ``classes`` None means each image's predicted class (fixed by :meth:`prepare`).
+    """A class per image, scored as ``kind`` of the logits: "logit" (default), "probability" (softmax),
+    "sigmoid" or "rest" (logit + log-softmax, see :class:`ReST`). ``classes`` None means each image's
+    predicted class (fixed by :meth:`prepare`).
 
     Args:
         classes: None, an int, or one int per image.
-        kind: "logit", "probability" or "sigmoid".
+        kind: "logit", "probability", "sigmoid" or "rest".
         explicit: whether the user chose the score (a :class:`Logit`/:class:`Probability`/:class:`Sigmoid`)
             rather than passing a bare class index; methods and metrics with their own customary score for
             a class (Score-CAM's presets, the curves' softmax) use it only for bare indices.
@@ -241,6 +246,89 @@ class Sigmoid(ClassIndex):
 
     def __init__(self, c: int | Sequence[int]) -> None:
         super().__init__(_classes(c), "sigmoid", explicit=True)
+
+
+class ReST(ClassIndex):
+    """ReST (Cai, "CAMs as Shapley Value-based Explainers", arXiv:2501.06261): the logit of class ``c`` plus
+    its log-softmax, z_c + log softmax(z)_c = z_c − CE(z, c), a score that uses the pre- and the
+    post-softmax output at once. Equal to pytorch-grad-cam's ``ClassifierOutputReST(c)``; ShapleyCAM explains
+    it by default."""
+
+    def __init__(self, c: int | Sequence[int]) -> None:
+        super().__init__(_classes(c), "rest", explicit=True)
+
+
+class FinerContrast(Target):
+    """Finer-CAM's score (Zhang et al., arXiv:2501.11309): class ``c`` against the classes the model finds
+    most similar to it, Σ_j p_j·(z_c − α·z_j) / (Σ_j p_j + 1e-9), with z the logits, p = softmax(z) (the
+    gradient flows through p too, as in pytorch-grad-cam's ``FinerWeightedTarget``) and j the classes at
+    ``ranks`` when all classes are sorted by |z_j − z_c| (rank 0 is c itself; pytorch-grad-cam's
+    ``comparison_categories``, default 1, 2, 3: the three most similar). The comparison classes are fixed on
+    the unperturbed output by :meth:`prepare`.
+
+    Args:
+        target: the class explained: None (the predicted class), an int, N ints or a :class:`ClassIndex`.
+        alpha: the weight of the comparison classes (1 by default; 0 gives a softmax-weighted logit).
+        ranks: which similarity ranks to compare with (ranks beyond the class count are dropped).
+    """
+
+    def __init__(self, target: object = None, alpha: float = 1.0, ranks: Sequence[int] = (1, 2, 3)) -> None:
+        if isinstance(alpha, bool) or not isinstance(alpha, int | float):
+            raise ValueError(f"alpha must be a number; got {alpha!r}")
+        ranks = tuple(ranks)
+        if not ranks or any(isinstance(r, bool) or not isinstance(r, int) or r < 0 for r in ranks):
+            raise ValueError(f"ranks must be a non-empty sequence of ints >= 0; got {ranks!r}")
+        if isinstance(target, ClassIndex):
+            self.base = target
+        elif target is None or isinstance(target, int | Sequence | torch.Tensor):
+            self.base = ClassIndex(None if target is None else _classes(target))  # type: ignore[arg-type]
+        else:
+            raise ValueError(
+                f"Finer-CAM contrasts a class with its most similar classes; the target must be a class, got "
+                f"{target!r}"
+            )
+        self.alpha = float(alpha)
+        self.ranks = ranks
+        self.classes: torch.Tensor | None = None  # (N,) after prepare()
+        self.comparisons: torch.Tensor | None = None  # (N, R) after prepare()
+        self.name = f"Finer contrast of {self.base.name} (alpha {self.alpha:g})"
+
+    def prepare(self, output: Any, run: Callable[[torch.Tensor], Any]) -> FinerContrast:
+        if self.classes is not None:
+            return self
+        base = self.base.prepare(output, run)
+        assert base.classes is not None
+        logits = as_logits(output).detach().float()
+        k = logits.shape[1]
+        ranks = [r for r in self.ranks if r < k]
+        if not ranks:
+            raise ValueError(f"Finer-CAM needs at least one comparison class; the model has {k} classes")
+        main = logits.gather(1, base.classes.view(-1, 1))
+        order = torch.argsort((logits - main).abs(), dim=1, stable=True)
+        bound = FinerContrast(base, self.alpha, self.ranks)
+        bound.classes = base.classes
+        bound.comparisons = order[:, ranks]
+        bound.name = self.name
+        return bound
+
+    def __call__(self, output: Any) -> torch.Tensor:
+        if self.classes is None or self.comparisons is None:
+            raise RuntimeError("the comparison classes are only known after prepare()")
+        z = as_logits(output).float()
+        p = torch.softmax(z, dim=1)
+        main = z.gather(1, self.classes.to(z.device).view(-1, 1))
+        index = self.comparisons.to(z.device)
+        weights = p.gather(1, index)
+        return (weights * (main - self.alpha * z.gather(1, index))).sum(1) / (weights.sum(1) + 1e-9)
+
+    def rows(self, index: torch.Tensor) -> FinerContrast:
+        if self.classes is None or self.comparisons is None:
+            return self
+        sliced = FinerContrast(self.base, self.alpha, self.ranks)
+        sliced.classes = self.classes[index.to(self.classes.device)]
+        sliced.comparisons = self.comparisons[index.to(self.comparisons.device)]
+        sliced.name = self.name
+        return sliced
 
 
 def _classes(c: int | Sequence[int]) -> torch.Tensor:

@@ -14,6 +14,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,8 +31,9 @@ if TYPE_CHECKING:
     from camwidget.audit.comparison import Comparison
     from camwidget.audit.counterfactual import Counterfactual
     from camwidget.audit.slices import Slice
+    from camwidget.concepts import Concepts
 
-__all__ = ["AuditReport", "Shortcut", "Shortcuts"]
+__all__ = ["AuditReport", "ClassConcepts", "Shortcut", "Shortcuts"]
 
 _SCALARS = (
     "idx",
@@ -52,6 +54,60 @@ def _pandas() -> Any:
     import pandas as pd  # a dependency; imported when a table is made, so `import camwidget` stays cheap
 
     return pd
+
+
+@dataclass
+class ClassConcepts:
+    """Which concepts carry each class's predictions: :meth:`AuditReport.concepts_by_class`.
+
+    A shortcut the model learned shows as a concept that carries one class's logit (a large part) and
+    whose maps sit on the shortcut (a watermark's corner) rather than on the objects.
+
+    Attributes:
+        concepts: the :class:`~camwidget.concepts.Concepts` found on the images below: per concept its
+            maps on each of them ((M, n, H, W), in the order of ``indices``), direction and classes.
+        indices: (M,) dataset indices of the images factorised.
+        classes: (M,) each image's class (predicted or label, as asked).
+        parts: (M, n) float32: each concept's part of the logit of the image's class, in logit units
+            (:meth:`camwidget.concepts.Concepts.logit_parts`).
+        class_names: the audit's class names.
+    """
+
+    concepts: Concepts
+    indices: np.ndarray
+    classes: np.ndarray
+    parts: np.ndarray
+    class_names: list[str]
+
+    def mean_parts(self) -> dict[int, np.ndarray]:
+        """``{class index: (n,) mean part of each concept in that class's logit}`` over its images."""
+        return {int(k): self.parts[self.classes == k].mean(axis=0) for k in np.unique(self.classes)}
+
+    def carriers(self, class_index: int) -> list[int]:
+        """The concepts of ``class_index`` by their mean part in its logit, largest first."""
+        means = self.mean_parts()
+        if class_index not in means:
+            raise KeyError(f"class {class_index} has no images here; classes: {sorted(means)}")
+        return [int(j) for j in np.argsort(-means[class_index], kind="stable")]
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """One row per class (indexed by class index): ``name``, ``images``, ``concept_<j>`` (mean part of
+        concept j in the class's logit, logit units), ``top_concept`` and ``top_share`` (its part over the
+        sum of the positive parts, 0..1)."""
+        pd = _pandas()
+        rows = []
+        for k, means in self.mean_parts().items():
+            positive = float(np.clip(means, 0, None).sum())
+            top = int(np.argmax(means))
+            row = {
+                "name": self.class_names[k] if 0 <= k < len(self.class_names) else str(k),
+                "images": int((self.classes == k).sum()),
+            }
+            row.update({f"concept_{j}": float(v) for j, v in enumerate(means)})
+            row["top_concept"] = top
+            row["top_share"] = float(means[top]) / positive if positive > 0 else float("nan")
+            rows.append((k, row))
+        return pd.DataFrame([r for _, r in rows], index=pd.Index([k for k, _ in rows], name="class"))
 
 
 class AuditReport:
@@ -553,6 +609,90 @@ class AuditReport:
             shape = (0, *(reader[0].image.shape if len(reader) else (3, 1, 1)))
             return torch.zeros(shape)
         return torch.stack(images)
+
+    # -- concepts -------------------------------------------------------------------------------------
+    def concepts_by_class(
+        self,
+        model: nn.Module,
+        images: torch.Tensor | Any = None,
+        *,
+        n: int = 5,
+        layer: str | None = None,
+        by: str = "predicted",
+        per_class: int = 32,
+        transform: Any = None,
+        reshape_transform: Any = None,
+        seed: int = 0,
+    ) -> ClassConcepts:
+        """Which concepts carry each class's predictions (Deep Feature Factorization,
+        :func:`camwidget.concepts`, over the audited images of every class together).
+
+        The layer's activations on up to ``per_class`` images of each class (the first by dataset index)
+        are factorised into ``n`` concepts; each image's logit for its class is split among them through
+        the model's linear head (:meth:`camwidget.concepts.Concepts.logit_parts`). The model runs again
+        on those images (one forward, no gradient); the store keeps maps, not activations.
+
+        Args:
+            model: the audited model (left as it came).
+            images: where the images come from: a tensor (N, C, H, W) indexed by dataset index,
+                preprocessed as in the audit, or a map-style dataset of (image, label[, box]) items (with
+                ``transform`` as in the audit). Default: the dataset the report was made from.
+            n: concepts. Default 5.
+            layer: the layer to factorise; default the audit's layer. It must feed global average pooling
+                and a linear classifier (the last block of a ResNet, ...), else the concepts have no
+                readout to the classes.
+            by: group by "predicted" class (default) or true "label".
+            per_class: the most images per class. Default 32.
+            transform, reshape_transform, seed: as in :func:`camwidget.audit` / :func:`camwidget.concepts`.
+
+        Returns:
+            :class:`ClassConcepts` (``to_dataframe()``: one row per class, its concepts' parts and the one
+            that carries most).
+
+        Raises:
+            ValueError: no images to read, an unreadable item, no class with images, or a layer without a
+                linear readout.
+        """
+        import torch
+
+        from camwidget.audit.dataset import Failed, Items
+        from camwidget.concepts import concepts
+
+        if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+            raise ValueError(f"per_class must be an int >= 1; got {per_class!r}")
+        groups = self._groups(by)
+        if not groups:
+            raise ValueError(f"no audited image has a {by} class; nothing to factorise")
+        idx = self.table()["idx"]
+        positions = np.concatenate([pos[:per_class] for pos in groups.values()])
+        classes = np.concatenate([np.full(min(len(pos), per_class), k) for k, pos in groups.items()])
+        indices = idx[positions]
+        if images is None:
+            x = self.inputs(indices.tolist())  # the audited inputs, checked against the audit's fingerprints
+        elif isinstance(images, torch.Tensor):
+            if images.ndim < 4 or images.shape[0] <= int(indices.max()):
+                raise ValueError(
+                    "images must be an (N, C, H, W) tensor indexed by dataset index (N > "
+                    f"{int(indices.max())}); got shape {tuple(images.shape)}"
+                )
+            x = images[torch.as_tensor(indices)]
+        else:
+            items = Items(images, transform)
+            read = []
+            for i in indices.tolist():
+                item = items[i]
+                if isinstance(item, Failed):
+                    raise ValueError(f"could not read dataset item {i}: {item.message}")
+                read.append(item.image)
+            x = torch.stack(read)
+        found = concepts(model, x, layer or self.layer, n=n, reshape_transform=reshape_transform, seed=seed)
+        if found.logit_weights is None:
+            raise ValueError(
+                f"layer {found.layer!r} does not feed global average pooling and a linear classifier, so its "
+                "concepts have no readout to the classes; name one that does (layer=)"
+            )
+        parts = found.logit_parts(torch.as_tensor(classes)).cpu().numpy().astype(np.float32)
+        return ClassConcepts(found, indices, classes.astype(np.int64), parts, list(self.class_names))
 
     # -- shortcuts ------------------------------------------------------------------------------------
     def shortcuts(

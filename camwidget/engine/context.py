@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from camwidget.engine.batching import ForwardRunner, LayerHook
+from camwidget.engine.hooks import LayerCapture
 from camwidget.engine.precision import autocast, native_low_precision
 from camwidget.targets import Target, as_logits, check_scores
 
@@ -53,6 +54,12 @@ class MethodContext:
         channel_weights: set by a method whose raw map is Σ_k w_k A_k (CAM, Grad-CAM, Grad-CAM++,
             XGrad-CAM, Score-CAM, Ablation-CAM): the (N, C') float32 weights w; None for the others
             (element-wise HiResCAM/Layer-CAM, Eigen-CAM, and Opti-CAM, whose weights multiply ReLU(A)).
+        hessian_products: (N, C', *s) float32 H·A, the Hessian of the score with respect to the activations
+            applied to them, for methods with ``needs_hessian`` (ShapleyCAM), else None.
+        scores_graph: (N,) the target scores still attached to the forward's autograd graph, for methods with
+            ``needs_input_gradient`` (the whole forward ran in grad mode from a leaf ``inputs``), else None.
+        seed: the seed of a stochastic method's draws for this call (the caller's ``seed=``, or one drawn
+            fresh and reported as :attr:`Explainer.seed_used`), else None.
     """
 
     inputs: torch.Tensor
@@ -73,6 +80,12 @@ class MethodContext:
     _model: nn.Module = field(repr=False)
     precision_used: str = "fp32"
     channel_weights: torch.Tensor | None = None
+    hessian_products: torch.Tensor | None = None
+    scores_graph: torch.Tensor | None = None
+    seed: int | None = None
+    _layer: nn.Module | None = field(default=None, repr=False)
+    _entry: str | None = field(default=None, repr=False)
+    _reshape: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, repr=False)
 
     @property
     def device(self) -> torch.device:
@@ -152,11 +165,40 @@ class MethodContext:
         self.record_precision(runner.precision_used or "fp32")
         return out
 
-    def weighted_sum(self, weights: torch.Tensor) -> torch.Tensor:
-        """Σ_k w_k A_k for (N, C') channel weights -> (N, *s) raw maps; records the weights as
-        :attr:`channel_weights` (what :func:`camwidget.explain_steps` reports)."""
-        self.channel_weights = weights.detach().float()
-        return torch.einsum("nc,nc...->n...", weights, self.activations)
+    def layer_gradients(self, x: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Activations and gradients at this call's layer for other inputs (Smooth Grad-CAM++'s noisy copies).
+
+        Args:
+            x: (B, C, *S) inputs shaped like :attr:`inputs`, on the model's device.
+            rows: (B,) int64, the image each row derives from (row b is scored by the target for that image).
+
+        Returns:
+            ``(activations, gradients)``, each (B, C', *s) float32, detached: one forward of the live model
+            (fp32, eval mode, a capture hook on the layer) and one backward pass that stops at the layer.
+        """
+        assert self._layer is not None, "layer_gradients() needs the engine's layer"
+        b = x.shape[0]
+        target = self.target.rows(rows.to(self.device))
+        with (
+            LayerCapture(
+                self._layer, entry=self._entry, with_gradients=True, reshape_transform=self._reshape
+            ) as capture,
+            torch.no_grad(),
+        ):
+            out = self._model(x.to(self.inputs.dtype))
+            with torch.enable_grad():
+                scores = check_scores(target(out), b)
+            if not scores.requires_grad:
+                raise ValueError(f"the target {self.target.name!r} is not differentiable")
+            gradients = capture.gradients(scores)
+            activations = capture.activations
+        return activations, gradients
+
+    def random_generator(self) -> torch.Generator:
+        """A CPU generator seeded with :attr:`seed` (draws made on the CPU are the same on every device)."""
+        if self.seed is None:
+            raise RuntimeError("this method has no seed option")
+        return torch.Generator().manual_seed(self.seed)
 
     def record_precision(self, precision: str) -> None:
         """Note that part of this result was computed at ``precision`` (a method reusing cached results

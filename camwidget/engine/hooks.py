@@ -27,7 +27,7 @@ from torch import nn
 from camwidget.engine.model_lock import model_lock
 from camwidget.engine.tokens import to_grid
 
-__all__ = ["LayerCapture", "LayerOutputError", "describe_entries", "preserved_state"]
+__all__ = ["LayerCapture", "LayerOutputError", "capture_gradients", "describe_entries", "preserved_state"]
 
 _HOOK_DICTS = (
     "_forward_hooks",
@@ -179,6 +179,12 @@ class LayerCapture:
         if self._paused:
             return None
         value, put_back = self._pick(output)
+        if self.with_gradients and value.requires_grad:
+            # Several layers captured in one forward: a capture upstream already re-rooted the graph, so this
+            # output is part of it. Keep it as a node (the gradient flows through it to the upstream leaf)
+            # and let downstream (possibly in-place) ops work on a copy.
+            self.leaf = value
+            return put_back(value.clone())
         leaf = value.detach().clone()
         self.leaf = leaf
         if not self.with_gradients:
@@ -237,3 +243,46 @@ class LayerCapture:
         if grad is None:
             grad = torch.zeros_like(self.leaf)
         return self._shape(grad).float()
+
+
+def capture_gradients(
+    captures: list[LayerCapture], score: torch.Tensor, *, hessian: bool = False
+) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+    """Gradients of ``score.sum()`` at several captured layers in one backward pass.
+
+    Args:
+        captures: captures made with ``with_gradients=True`` during the same forward (the first to run
+            re-rooted the graph; the later ones are nodes of it).
+        score: (N,) scores computed from that forward's output.
+        hessian: also return, per layer, the Hessian of the score with respect to the layer's output A applied
+            to A, H·A = ``autograd.grad(g, A, grad_outputs=A)`` (ShapleyCAM's second-order term). It is zero
+            where the network after the layer is piecewise linear in A (ReLU, max-pooling, linear heads).
+
+    Returns:
+        ``(gradients, products)``: (N, C, *s) float32 tensors per capture (after ``reshape_transform``), and
+        the Hessian-vector products (same shapes) or None.
+    """
+    leaves = []
+    for capture in captures:
+        if capture.leaf is None or not capture.leaf.requires_grad:
+            raise RuntimeError("LayerCapture was not created with with_gradients=True")
+        leaves.append(capture.leaf)
+    grads = torch.autograd.grad(score.sum(), leaves, allow_unused=True, create_graph=hessian)
+    grads = [torch.zeros_like(leaf) if g is None else g for g, leaf in zip(grads, leaves, strict=True)]
+    products = None
+    if hessian:
+        products = []
+        for g, leaf in zip(grads, leaves, strict=True):
+            hv = None
+            if g.requires_grad:
+                (hv,) = torch.autograd.grad(
+                    g, leaf, grad_outputs=leaf.detach(), retain_graph=True, allow_unused=True
+                )
+            products.append(torch.zeros_like(leaf) if hv is None else hv)
+    shaped = [c._shape(g.detach()).float() for c, g in zip(captures, grads, strict=True)]
+    hvps = (
+        None
+        if products is None
+        else [c._shape(h.detach()).float() for c, h in zip(captures, products, strict=True)]
+    )
+    return shaped, hvps

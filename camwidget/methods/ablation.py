@@ -40,7 +40,7 @@ class AblationCAM(CamMethod):
     paper = "Desai & Ramaswamy, WACV 2020"
     interactive = False
 
-    def raw(self, ctx: MethodContext) -> torch.Tensor:
+    def channel_weights(self, ctx: MethodContext) -> torch.Tensor:
         if ctx.reshaped:
             raise ValueError(
                 "ablationcam does not support reshape_transform layers; use scorecam or hirescam"
@@ -52,7 +52,7 @@ class AblationCAM(CamMethod):
             scores = self._ablated(ctx, i, c)
             y = ctx.scores[i]
             weights[i] = (y - scores) / y.abs().clamp_min(1e-12)
-        return ctx.weighted_sum(weights)
+        return weights
 
     @staticmethod
     def _ablated(ctx: MethodContext, i: int, c: int) -> torch.Tensor:

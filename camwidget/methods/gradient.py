@@ -1,4 +1,5 @@
-"""Gradient-based CAMs: Grad-CAM, Grad-CAM++, HiResCAM, XGrad-CAM, Layer-CAM.
+"""Gradient-based CAMs: Grad-CAM, Grad-CAM++, HiResCAM, XGrad-CAM, Layer-CAM, Grad-CAM element-wise,
+EigenGrad-CAM.
 
 All use one forward and one backward pass that stops at the target layer (no parameter gradients).
 Notation: A (N, C, *s) activations (s = (h, w), or (t, h, w) for video), g = d y / d A with y the target's
@@ -9,9 +10,19 @@ from __future__ import annotations
 
 import torch
 
+from camwidget.engine.smoothing import first_component
 from camwidget.methods.base import CamMethod, MethodContext
 
-__all__ = ["GradCAM", "GradCAMPlusPlus", "HiResCAM", "LayerCAM", "XGradCAM"]
+__all__ = [
+    "EigenGradCAM",
+    "GradCAM",
+    "GradCAMElementWise",
+    "GradCAMPlusPlus",
+    "HiResCAM",
+    "LayerCAM",
+    "XGradCAM",
+    "gradcampp_weights",
+]
 
 
 def _spatial(t: torch.Tensor) -> tuple[int, ...]:
@@ -32,9 +43,9 @@ class GradCAM(CamMethod):
     paper = "Selvaraju et al., ICCV 2017"
     needs_gradients = True
 
-    def raw(self, ctx: MethodContext) -> torch.Tensor:
+    def channel_weights(self, ctx: MethodContext) -> torch.Tensor:
         g = _gradients(ctx)
-        return ctx.weighted_sum(g.mean(dim=_spatial(g)))
+        return g.mean(dim=_spatial(g))
 
 
 class GradCAMPlusPlus(CamMethod):
@@ -52,14 +63,21 @@ class GradCAMPlusPlus(CamMethod):
     paper = "Chattopadhay et al., WACV 2018"
     needs_gradients = True
 
-    def raw(self, ctx: MethodContext) -> torch.Tensor:
+    def channel_weights(self, ctx: MethodContext) -> torch.Tensor:
         g = _gradients(ctx)
-        a = ctx.activations
-        g2 = g * g
-        denominator = 2 * g2 + a.sum(dim=_spatial(a), keepdim=True) * g2 * g + 1e-6
-        alpha = torch.where(g != 0, g2 / denominator, torch.zeros_like(g))
-        weights = (alpha * torch.relu(g)).sum(dim=_spatial(g))
-        return ctx.weighted_sum(weights)
+        return gradcampp_weights(g, g * g, g * g * g, ctx.activations)
+
+
+def gradcampp_weights(
+    d1: torch.Tensor, d2: torch.Tensor, d3: torch.Tensor, activations: torch.Tensor
+) -> torch.Tensor:
+    """Grad-CAM++ channel weights (N, C) from the first, second and third derivative terms (N, C, *s):
+    α = d2 / (2·d2 + Σ_ab A_ab · d3 + 1e-6), α = 0 where d2 = 0; w_k = Σ_ij α_ij · ReLU(d1_ij). Grad-CAM++
+    passes (g, g², g³); Smooth Grad-CAM++ their averages over noisy copies."""
+    dims = _spatial(activations)
+    denominator = 2 * d2 + activations.sum(dim=dims, keepdim=True) * d3 + 1e-6
+    alpha = torch.where(d2 != 0, d2 / denominator, torch.zeros_like(d2))
+    return (alpha * torch.relu(d1)).sum(dim=dims)
 
 
 class HiResCAM(CamMethod):
@@ -78,6 +96,9 @@ class HiResCAM(CamMethod):
     def raw(self, ctx: MethodContext) -> torch.Tensor:
         return (_gradients(ctx) * ctx.activations).sum(dim=1)
 
+    def weighted(self, ctx: MethodContext) -> torch.Tensor:
+        return _gradients(ctx) * ctx.activations
+
 
 class XGradCAM(CamMethod):
     """XGrad-CAM (Fu et al. 2020): w_k = Σ_ij g_ij A_ij / (Σ_ij A_ij + 1e-7)."""
@@ -87,10 +108,9 @@ class XGradCAM(CamMethod):
     paper = "Fu et al., BMVC 2020"
     needs_gradients = True
 
-    def raw(self, ctx: MethodContext) -> torch.Tensor:
+    def channel_weights(self, ctx: MethodContext) -> torch.Tensor:
         g, a = _gradients(ctx), ctx.activations
-        weights = (g * a).sum(dim=_spatial(a)) / (a.sum(dim=_spatial(a)) + 1e-7)
-        return ctx.weighted_sum(weights)
+        return (g * a).sum(dim=_spatial(a)) / (a.sum(dim=_spatial(a)) + 1e-7)
 
 
 class LayerCAM(CamMethod):
@@ -103,3 +123,38 @@ class LayerCAM(CamMethod):
 
     def raw(self, ctx: MethodContext) -> torch.Tensor:
         return (torch.relu(_gradients(ctx)) * ctx.activations).sum(dim=1)
+
+    def weighted(self, ctx: MethodContext) -> torch.Tensor:
+        return torch.relu(_gradients(ctx)) * ctx.activations
+
+
+class GradCAMElementWise(CamMethod):
+    """Grad-CAM element-wise (pytorch-grad-cam's ``GradCAMElementWise``): map = Σ_k ReLU(g_k ⊙ A_k), the
+    positive part of each gradient-activation product summed over channels (HiResCAM clips the sum)."""
+
+    name = "gradcam-elementwise"
+    label = "Grad-CAM element-wise"
+    paper = "pytorch-grad-cam (Gildenblat et al.), a HiResCAM variant"
+    needs_gradients = True
+
+    def raw(self, ctx: MethodContext) -> torch.Tensor:
+        return self.weighted(ctx).sum(dim=1)
+
+    def weighted(self, ctx: MethodContext) -> torch.Tensor:
+        return torch.relu(_gradients(ctx) * ctx.activations)
+
+
+class EigenGradCAM(CamMethod):
+    """EigenGrad-CAM (pytorch-grad-cam's ``EigenGradCAM``): the first principal component of the
+    gradient-activation products g ⊙ A (each channel centred over positions, projected on the first right
+    singular vector), class-discriminative unlike Eigen-CAM. The sign, arbitrary in an SVD, is chosen so the
+    map correlates positively with Σ_k g_k ⊙ A_k (pytorch-grad-cam leaves it to the SVD routine)."""
+
+    name = "eigengradcam"
+    label = "EigenGrad-CAM"
+    paper = "pytorch-grad-cam (Gildenblat et al.), after Muhammad & Yeasin, IJCNN 2020"
+    needs_gradients = True
+    principal_component = True
+
+    def raw(self, ctx: MethodContext) -> torch.Tensor:
+        return first_component(_gradients(ctx) * ctx.activations)

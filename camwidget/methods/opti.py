@@ -40,6 +40,10 @@ class OptiCAM(CamMethod):
     defaults = {"iterations": 100, "lr": 0.01}
 
     def raw(self, ctx: MethodContext) -> torch.Tensor:
+        return self.weighted(ctx).sum(dim=1)
+
+    def weighted(self, ctx: MethodContext) -> torch.Tensor:
+        """(N, K, *s) softmax(u)_k · F_k with the optimised weights u."""
         iterations = ctx.options["iterations"]
         if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
             raise ValueError(f"iterations must be an int >= 1; got {iterations!r}")
@@ -86,4 +90,5 @@ class OptiCAM(CamMethod):
                     last_check = current
                     if not bool(active.any()):
                         break
-        return torch.einsum("nk,nk...->n...", torch.softmax(best_u, dim=1), features)
+        alpha = torch.softmax(best_u, dim=1)
+        return alpha.view(*alpha.shape, *([1] * (features.ndim - 2))) * features

@@ -6,9 +6,25 @@ from camwidget.methods.ablation import AblationCAM
 from camwidget.methods.base import CamMethod
 from camwidget.methods.cam import CAM
 from camwidget.methods.eigen import EigenCAM
-from camwidget.methods.gradient import GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
+from camwidget.methods.fem import FEM
+from camwidget.methods.finer import FinerCAM
+from camwidget.methods.fullgrad import FullGrad
+from camwidget.methods.gradient import (
+    EigenGradCAM,
+    GradCAM,
+    GradCAMElementWise,
+    GradCAMPlusPlus,
+    HiResCAM,
+    LayerCAM,
+    XGradCAM,
+)
+from camwidget.methods.kpca import KPCACAM
+from camwidget.methods.legrad import LeGrad
 from camwidget.methods.opti import OptiCAM
-from camwidget.methods.score import ScoreCAM
+from camwidget.methods.random import RandomCAM
+from camwidget.methods.score import ISCAM, SSCAM, ScoreCAM
+from camwidget.methods.shapley import ShapleyCAM
+from camwidget.methods.smooth_gradcampp import SmoothGradCAMPlusPlus
 
 __all__ = ["METHODS", "METHOD_CLASSES", "get_method", "method_options"]
 
@@ -25,13 +41,27 @@ METHOD_CLASSES: dict[str, type[CamMethod]] = {
         AblationCAM,
         EigenCAM,
         OptiCAM,
+        GradCAMElementWise,
+        EigenGradCAM,
+        FullGrad,
+        KPCACAM,
+        FEM,
+        ShapleyCAM,
+        FinerCAM,
+        SSCAM,
+        ISCAM,
+        SmoothGradCAMPlusPlus,
+        LeGrad,
+        RandomCAM,
     )
 }
 
 METHODS: tuple[str, ...] = tuple(METHOD_CLASSES)
 """All method names: cam, gradcam, gradcam++, hirescam, xgradcam, layercam, scorecam, ablationcam,
-eigencam, opticam. Each class says how it is shown (``label``), its paper, whether it needs gradients and
-whether it is ``interactive`` (one forward and backward pass per image)."""
+eigencam, opticam, gradcam-elementwise, eigengradcam, fullgrad, kpcacam, fem, shapleycam, finercam, sscam,
+iscam, smoothgradcam++, legrad (vision transformers), randomcam (a random baseline). Each class says how it
+is shown (``label``), its paper, whether it needs gradients, whether it is ``interactive`` (one forward and
+backward pass per image) and which models it explains (``architecture``)."""
 
 
 def get_method(name: str) -> type[CamMethod]:

@@ -23,9 +23,26 @@ across channels    none                        softmax over channels           s
 Every preset then forms Σ_k w_k A_k, upsamples, applies ReLU and min-max normalises. Constant-map channels
 of the peer presets all share one zero-mask forward. ``channels=k`` keeps only the k highest-variance maps
 (Faster Score-CAM); the others get weight 0 and are not run.
+
+SS-CAM and IS-CAM (torchcam 0.5.0's definitions) run ``samples`` masked forwards per channel instead of one,
+through the same batched stream and the same per-image cache (of the logits averaged over the samples, which
+is all their weights need). With M_k the channel's map min-max scaled at feature resolution (+1e-8) and
+upsampled bilinearly (torchcam's masks), y the class's logit (or any target's score) and x the input:
+
+- SS-CAM (Wang et al., arXiv:2006.14255): w = softmax_k(mean_s y((M_k + δ_s,k) ⊙ x) − y(x)), δ Gaussian noise
+  of std ``noise`` (default 2.0, in mask units) at input resolution, ``samples`` = 35 draws;
+- IS-CAM (Naidu et al., arXiv:2010.03023): w = softmax_k(mean_s y(c_s · M_k ⊙ x) − y(x)) with the cumulative
+  coefficients c_s = Σ_{j<=s} j/S, s = 1..S, S = ``samples`` = 10 (the cumulative sum of torchcam's docstring
+  and code; constant maps give a zero mask, so they share the zero input's score).
+
+SS-CAM's noise: sample s draws a (C, *S) standard normal tensor from a CPU generator seeded with ``seed`` (the
+same draws for every image of a call), so with one image and ``torch.manual_seed(seed)`` before torchcam's
+call the two draw the very same noise.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 
@@ -34,7 +51,11 @@ from camwidget.engine.normalize import minmax, upsample
 from camwidget.methods.base import CamMethod, MethodContext
 from camwidget.targets import ClassIndex
 
-__all__ = ["VARIANTS", "ScoreCAM", "channel_masks", "channel_weights"]
+Build = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
+"""``build(images, channels, sample)``: the (B, C, *S) masked inputs of the (image, channel) pairs for one
+sample index."""
+
+__all__ = ["ISCAM", "SSCAM", "VARIANTS", "ScoreCAM", "channel_masks", "channel_weights"]
 
 VARIANTS = ("paper", "pytorch-grad-cam", "torchcam")
 _MASK_STYLE = {"paper": "paper", "pytorch-grad-cam": "align-corners", "torchcam": "before-upsampling"}
@@ -119,7 +140,7 @@ class ScoreCAM(CamMethod):
     def release(self) -> None:
         self.cache.clear()
 
-    def raw(self, ctx: MethodContext) -> torch.Tensor:
+    def channel_weights(self, ctx: MethodContext) -> torch.Tensor:
         variant = ctx.options["variant"]
         if variant not in VARIANTS:
             raise ValueError(f"Score-CAM variant must be one of {', '.join(VARIANTS)}; got {variant!r}")
@@ -140,7 +161,7 @@ class ScoreCAM(CamMethod):
             scores, zero, base = self._class_scores(ctx, needed, variant, bool((run & flat).any()))
         else:
             scores, zero, base = self._target_scores(ctx, needed, variant, bool((run & flat).any()))
-        weights = torch.stack(
+        return torch.stack(
             [
                 channel_weights(
                     scores[i], run[i], variant, flat=flat[i], zero_score=zero[i], base_score=base[i]
@@ -148,7 +169,6 @@ class ScoreCAM(CamMethod):
                 for i in range(n)
             ]
         )
-        return ctx.weighted_sum(weights)
 
     def _class_scores(
         self, ctx: MethodContext, needed: torch.Tensor, variant: str, any_flat: bool
@@ -208,10 +228,23 @@ class ScoreCAM(CamMethod):
 
     def _masked_logits(self, ctx: MethodContext, needed: torch.Tensor, variant: str) -> list[torch.Tensor]:
         """(C, K) masked logits per image, from the cache where possible; runs only the missing channels."""
-        assert ctx.logits is not None
         a = ctx.activations
         size = tuple(ctx.inputs.shape[2:])
+
+        def build(images: torch.Tensor, channels: torch.Tensor, sample: int) -> torch.Tensor:
+            masks = channel_masks(a[images, channels], size, variant)
+            return ctx.inputs[images] * masks.to(ctx.inputs.dtype)
+
         key = (_MASK_STYLE[variant], ctx.layer_name, ctx.precision)
+        return self._sampled_logits(ctx, needed, key, build, 1)
+
+    def _sampled_logits(
+        self, ctx: MethodContext, needed: torch.Tensor, key: object, build: Build, samples: int
+    ) -> list[torch.Tensor]:
+        """(C, K) logits per image averaged over ``samples`` masked inputs per channel (``build``), from the
+        cache where possible; runs only the missing channels, all images in one stream (sample-major)."""
+        assert ctx.logits is not None
+        a = ctx.activations
         entries = [self.cache.get(key, ctx.inputs[i], ctx.logits[i]) for i in range(a.shape[0])]
         for entry in entries:
             if entry is not None:
@@ -223,13 +256,19 @@ class ScoreCAM(CamMethod):
             todo.extend((i, int(k)) for k in missing.tolist())
         if todo:
             index = torch.tensor(todo, device=a.device)
+            pairs = len(todo)
 
             def make_batch(start: int, stop: int) -> torch.Tensor:
-                rows = index[start:stop]
-                masks = channel_masks(a[rows[:, 0], rows[:, 1]], size, variant)
-                return ctx.inputs[rows[:, 0]] * masks.to(ctx.inputs.dtype)
+                parts = []
+                for sample in range(start // pairs, (stop - 1) // pairs + 1):
+                    lo, hi = max(start, sample * pairs) - sample * pairs, min(stop, (sample + 1) * pairs)
+                    rows = index[lo : hi - sample * pairs]
+                    parts.append(build(rows[:, 0], rows[:, 1], sample))
+                return parts[0] if len(parts) == 1 else torch.cat(parts)
 
-            logits = ctx.forwards(make_batch, len(todo))
+            logits = ctx.forwards(make_batch, pairs * samples)
+            if samples > 1:
+                logits = logits.view(samples, pairs, -1).mean(dim=0)
             num_classes = logits.shape[1]
             for i in range(a.shape[0]):
                 if entries[i] is None:
@@ -249,3 +288,169 @@ class ScoreCAM(CamMethod):
             e.value if e is not None else torch.full((a.shape[1], num_classes), float("nan"), device=a.device)
             for e in entries
         ]
+
+
+class _Noise:
+    """SS-CAM's noise: sample s is a standard normal (C, *S) tensor times ``std``, the s-th draw of a CPU
+    generator seeded with ``seed``; any sample can be drawn again (the state before each one is kept)."""
+
+    def __init__(self, seed: int, shape: tuple[int, ...], std: float, device: torch.device) -> None:
+        self.generator = torch.Generator().manual_seed(seed)
+        self.states = [self.generator.get_state()]
+        self.shape, self.std, self.device = shape, std, device
+        self.sample: int | None = None
+        self.value: torch.Tensor | None = None
+
+    def __call__(self, sample: int) -> torch.Tensor:
+        if sample != self.sample:
+            first = min(sample, len(self.states) - 1)
+            self.generator.set_state(self.states[first])
+            for s in range(first, sample + 1):
+                drawn = torch.randn(self.shape, generator=self.generator)
+                if s + 1 == len(self.states):
+                    self.states.append(self.generator.get_state())
+            self.sample, self.value = sample, (drawn * self.std).to(self.device)
+        assert self.value is not None
+        return self.value
+
+
+class _SampledScoreCAM(ScoreCAM):
+    """SS-CAM and IS-CAM: ``samples`` masked forwards per channel, torchcam's weights (see the module doc)."""
+
+    in_comparisons = False
+    interactive = False
+
+    def _build(
+        self, ctx: MethodContext, masks: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    ) -> Build:
+        raise NotImplementedError  # pragma: no cover - interface
+
+    def _key(self, ctx: MethodContext) -> tuple[object, ...]:
+        raise NotImplementedError  # pragma: no cover - interface
+
+    flat_is_zero: bool = False  # a constant map makes a zero mask in every sample (IS-CAM), not in SS-CAM
+
+    def channel_weights(self, ctx: MethodContext) -> torch.Tensor:
+        samples = ctx.options["samples"]
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise ValueError(f"samples must be an int >= 1; got {samples!r}")
+        channels = ctx.options["channels"]
+        a = ctx.activations
+        n, c = a.shape[:2]
+        if channels is not None and (
+            isinstance(channels, bool) or not isinstance(channels, int) or not 1 <= channels
+        ):
+            raise ValueError(f"channels must be None or a positive int (at most {c}); got {channels!r}")
+        run = torch.ones(n, c, dtype=torch.bool, device=a.device)
+        if channels is not None and channels < c:
+            top = a.flatten(2).var(dim=2).topk(channels, dim=1).indices
+            run = torch.zeros_like(run).scatter_(1, top, True)
+        flat = _flat(a) if self.flat_is_zero else torch.zeros_like(run)
+        needed = run & ~flat
+        size = tuple(ctx.inputs.shape[2:])
+
+        def masks(images: torch.Tensor, chans: torch.Tensor) -> torch.Tensor:
+            return channel_masks(a[images, chans], size, "torchcam").to(ctx.inputs.dtype)
+
+        build = self._build(ctx, masks)
+        any_flat = bool((run & flat).any())
+        target = ctx.target
+        if ctx.classes is not None and isinstance(target, ClassIndex) and target.kind == "logit":
+            assert ctx.logits is not None
+            mean_logits = self._sampled_logits(ctx, needed, self._key(ctx), build, samples)
+            scores = torch.stack([m[:, ctx.classes[i]] for i, m in enumerate(mean_logits)])
+            base = ctx.logits.gather(1, ctx.classes.view(-1, 1)).squeeze(1)
+            zero = torch.zeros(n, device=ctx.device)
+            if any_flat:
+                zero = ctx.zero_input_logits().expand(n, -1).gather(1, ctx.classes.view(-1, 1)).squeeze(1)
+        else:  # any other target: scored per image on each masked input, averaged over the samples
+            scores = torch.zeros(n, c, device=ctx.device)
+            for i in range(n):
+                chans = needed[i].nonzero().flatten()
+                if not len(chans):
+                    continue
+                pairs = len(chans)
+                image = torch.full((pairs,), i, device=a.device)
+
+                def make_batch(
+                    start: int, stop: int, image: torch.Tensor = image, chans: torch.Tensor = chans
+                ) -> torch.Tensor:
+                    parts = []
+                    p = len(chans)
+                    for sample in range(start // p, (stop - 1) // p + 1):
+                        lo, hi = max(start, sample * p) - sample * p, min(stop, (sample + 1) * p) - sample * p
+                        parts.append(build(image[lo:hi], chans[lo:hi], sample))
+                    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+                got = ctx.target_forwards(make_batch, pairs * samples, i)
+                scores[i, chans] = got.view(samples, pairs).mean(dim=0)
+            base = ctx.scores
+            zero = ctx.zero_input_scores() if any_flat else torch.zeros(n, device=ctx.device)
+        return torch.stack(
+            [
+                channel_weights(
+                    scores[i], run[i], "torchcam", flat=flat[i], zero_score=zero[i], base_score=base[i]
+                )
+                for i in range(n)
+            ]
+        )
+
+
+class SSCAM(_SampledScoreCAM):
+    """SS-CAM (Smoothed Score-CAM). Options: ``samples`` (35), ``noise`` (2.0, the std of the Gaussian noise
+    added to each [0, 1] mask), ``seed`` (None: a fresh one per call), ``channels`` (as Score-CAM's)."""
+
+    name = "sscam"
+    label = "SS-CAM"
+    paper = "Wang et al., arXiv:2006.14255 (2020)"
+    defaults = {"samples": 35, "noise": 2.0, "seed": None, "channels": None}
+
+    def _key(self, ctx: MethodContext) -> tuple[object, ...]:
+        return (
+            "sscam",
+            ctx.seed,
+            ctx.options["samples"],
+            float(ctx.options["noise"]),
+            ctx.layer_name,
+            ctx.precision,
+        )
+
+    def _build(
+        self, ctx: MethodContext, masks: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    ) -> Build:
+        std = ctx.options["noise"]
+        if isinstance(std, bool) or not isinstance(std, int | float) or std < 0:
+            raise ValueError(f"noise must be a number >= 0; got {std!r}")
+        assert ctx.seed is not None
+        shape = (ctx.activations.shape[1], *ctx.inputs.shape[2:])
+        noise = _Noise(ctx.seed, shape, float(std), ctx.device)
+
+        def build(images: torch.Tensor, channels: torch.Tensor, sample: int) -> torch.Tensor:
+            mask = masks(images, channels) + noise(sample)[channels].unsqueeze(1).to(ctx.inputs.dtype)
+            return ctx.inputs[images] * mask
+
+        return build
+
+
+class ISCAM(_SampledScoreCAM):
+    """IS-CAM (Integrated Score-CAM). Options: ``samples`` (10 integration steps), ``channels``."""
+
+    name = "iscam"
+    label = "IS-CAM"
+    paper = "Naidu et al., arXiv:2010.03023 (2020)"
+    defaults = {"samples": 10, "channels": None}
+    flat_is_zero = True
+
+    def _key(self, ctx: MethodContext) -> tuple[object, ...]:
+        return ("iscam", ctx.options["samples"], ctx.layer_name, ctx.precision)
+
+    def _build(
+        self, ctx: MethodContext, masks: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    ) -> Build:
+        steps = ctx.options["samples"]
+        coefficients = [(s + 1) * (s + 2) / (2 * steps) for s in range(steps)]  # Σ_{j<=s+1} j / S
+
+        def build(images: torch.Tensor, channels: torch.Tensor, sample: int) -> torch.Tensor:
+            return coefficients[sample] * (ctx.inputs[images] * masks(images, channels))
+
+        return build

@@ -15,7 +15,8 @@
   (:class:`ErrorUnderstanding`); :func:`misclassified` picks the images.
 - :func:`random_logit` -- the map of a random other class compared with the target's (SSIM).
 - :func:`sanity_check` -- cascading model-parameter randomisation (Adebayo et al. 2018), with
-  :func:`spearman` and :func:`ssim`.
+  :func:`spearman` and :func:`ssim`; :func:`sanity_verdict` passes or fails a method on it (reproducible,
+  and dependent on the weights down to the explained layer).
 - :func:`energy_pointing_game`, :func:`pointing_game` -- localisation against boxes or masks.
 - :func:`compare_methods` -- the above for several methods on the user's images (:class:`Comparison`).
 
@@ -41,17 +42,28 @@ from camwidget.metrics.insertion_deletion import (
 from camwidget.metrics.localization import energy_pointing_game, pointing_game, region_masks
 from camwidget.metrics.random_logit import random_logit
 from camwidget.metrics.road import road, road_images, road_masks
-from camwidget.metrics.sanity import sanity_check, spearman, ssim
+from camwidget.metrics.sanity import (
+    RANDOMISED_MAX,
+    REPEAT_MIN,
+    SanityVerdict,
+    sanity_check,
+    sanity_verdict,
+    spearman,
+    ssim,
+)
 
 __all__ = [
     "BETTER",
     "COLUMNS",
     "METRICS",
+    "RANDOMISED_MAX",
+    "REPEAT_MIN",
     "SUBSTRATES",
     "UNITS",
     "Comparison",
     "Curves",
     "ErrorUnderstanding",
+    "SanityVerdict",
     "adcc",
     "arcc",
     "auc",
@@ -79,6 +91,7 @@ __all__ = [
     "road_masks",
     "saliency_ranks",
     "sanity_check",
+    "sanity_verdict",
     "sparseness",
     "spearman",
     "ssim",

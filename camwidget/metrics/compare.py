@@ -23,7 +23,7 @@ from torch import nn
 from camwidget.engine.explainer import IMAGENET_MEAN, IMAGENET_STD, Explainer
 from camwidget.engine.hooks import preserved_state
 from camwidget.engine.validation import Target, check_call, check_target_values
-from camwidget.methods.registry import METHODS, get_method, method_options
+from camwidget.methods.registry import METHOD_CLASSES, METHODS, get_method, method_options
 from camwidget.metrics._common import fixed_target, model_device
 from camwidget.metrics.coherency import coherency
 from camwidget.metrics.complexity import complexity, sparseness
@@ -307,8 +307,10 @@ def compare_methods(
     Args:
         model: classifier returning (N, K) logits; left exactly as it came.
         inputs: (N, C, H, W) float tensor, preprocessed as the model expects.
-        methods: names from :data:`camwidget.METHODS`; None (default) = all of them (Score-CAM, Ablation-CAM
-            and Opti-CAM are the slow ones).
+        methods: names from :data:`camwidget.METHODS`; None (default) = every method that explains any
+            classifier at the cost of at most a Score-CAM (Score-CAM, Ablation-CAM and Opti-CAM are the slow
+            ones; LeGrad, for vision transformers only, and SS-CAM / IS-CAM, tens of Score-CAMs each, are
+            left out unless named).
         layer: explained layer for every method (None: the engine's default).
         target: None (each image's predicted class, fp32), an int, or N ints; the same for every method.
         metrics: "default" (insertion/deletion, the confidence metrics, sparseness and complexity: a few
@@ -345,7 +347,7 @@ def compare_methods(
         and :data:`BETTER`) and ``.to_dataframe()``.
     """
     model, inputs, wanted = check_call(model, inputs, target, precision=precision, batch_size=batch_size)
-    names = list(METHODS if methods is None else methods)
+    names = list([m for m in METHODS if METHOD_CLASSES[m].in_comparisons] if methods is None else methods)
     if isinstance(methods, str) or not names:
         raise ValueError(
             f"methods must be a non-empty list of names from {', '.join(METHODS)}; got {methods!r}"

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -37,7 +38,17 @@ from camwidget.engine.validation import Target, check_call
 from camwidget.methods.registry import get_method
 from camwidget.metrics._common import fixed_target
 
-__all__ = ["cascade_order", "randomize_module", "sanity_check", "spearman", "ssim"]
+__all__ = [
+    "RANDOMISED_MAX",
+    "REPEAT_MIN",
+    "SanityVerdict",
+    "cascade_order",
+    "randomize_module",
+    "sanity_check",
+    "sanity_verdict",
+    "spearman",
+    "ssim",
+]
 
 
 # -- similarity measures ---------------------------------------------------------------------------------
@@ -153,6 +164,7 @@ def sanity_check(
     target: Target = None,
     max_layers: int | None = None,
     seed: int = 0,
+    explain_seed: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     return_maps: bool = False,
     **options: Any,
@@ -172,6 +184,8 @@ def sanity_check(
         max_layers: stop after randomising this many modules (None, default: all, down to the first
             layer). Each step costs one explanation.
         seed: seeds the re-initialisations (step k uses seed + k). Default 0.
+        explain_seed: a stochastic method's own ``seed`` option (its draws), the same at every step (None:
+            the method's default, a fresh seed per explanation).
         progress: called as ``progress(done, total)`` after each step.
         return_maps: also return the maps: each row gets "maps", the (N, H, W) float32 CPU maps in [0, 1]
             after that step, and "original", the maps of the unchanged model (the same tensor in every
@@ -185,7 +199,8 @@ def sanity_check(
         also "maps" and "original".
     """
     model, inputs, wanted = check_call(model, inputs, target)
-    get_method(method)  # an unknown name fails here, before the model is copied
+    if get_method(method).stochastic() and explain_seed is not None:  # an unknown name fails here
+        options = {**options, "seed": explain_seed}
     if max_layers is not None and (
         isinstance(max_layers, bool) or not isinstance(max_layers, int) or max_layers < 1
     ):
@@ -233,3 +248,118 @@ def sanity_check(
         if progress is not None:
             progress(k, len(order))
     return rows
+
+
+# -- a verdict -------------------------------------------------------------------------------------------
+REPEAT_MIN = 0.9
+"""A map must be a function of the model and the image: explained twice, unchanged, Spearman >= this."""
+RANDOMISED_MAX = 0.5
+"""...and must depend on the weights: once the cascade has randomised the model, |Spearman| with the original
+map must be <= this."""
+
+
+@dataclass(frozen=True)
+class SanityVerdict:
+    """The outcome of :func:`sanity_verdict`.
+
+    Attributes:
+        passed: ``repeat >= repeat_min`` and ``randomised <= randomised_max``.
+        repeat: mean Spearman between two explanations of the unchanged model (a stochastic method with
+            two different seeds): how much of the map is the method's own noise.
+        randomised: mean |Spearman| between the original map and the map once the cascade has randomised
+            ``depth`` modules (absolute, as Adebayo et al. report it: a principal component's sign is
+            arbitrary).
+        depth: how many modules were randomised (from the output down).
+        rows: :func:`sanity_check`'s rows.
+        reason: one sentence saying why it passed or failed.
+    """
+
+    passed: bool
+    repeat: float
+    randomised: float
+    depth: int
+    rows: list[dict[str, Any]]
+    reason: str
+
+
+def sanity_verdict(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    *,
+    method: str,
+    layer: str | nn.Module | None = None,
+    target: Target = None,
+    max_layers: int | None = None,
+    repeat_min: float = REPEAT_MIN,
+    randomised_max: float = RANDOMISED_MAX,
+    seed: int = 0,
+    explain_seed: int | None = None,
+    **options: Any,
+) -> SanityVerdict:
+    """Pass or fail the model-randomisation sanity check, with both halves of what it needs.
+
+    A map passes when (1) it is reproducible: two explanations of the unchanged model agree (Spearman >=
+    ``repeat_min``, default 0.9; a stochastic method given no ``explain_seed`` draws with seeds ``seed + 1``
+    and ``seed + 2``, so its own noise counts and the verdict is deterministic; the cascade then uses
+    ``seed + 1`` throughout, so only the weights change), and (2) it depends on the weights: once the
+    cascade of :func:`sanity_check` has randomised the model (every module with parameters, from the output
+    down; ``max_layers`` stops it earlier), the mean |Spearman| with the original map is <=
+    ``randomised_max`` (default 0.5). The first
+    half is what the classic check lacks: a random map (RandomCAM with a fresh seed each call) decorrelates
+    perfectly under randomisation without telling anything about the model; it fails (1). A method blind to
+    the weights (an edge detector in disguise) fails (2).
+
+    Args:
+        model, inputs, layer, target, max_layers, seed, explain_seed, options: as :func:`sanity_check`
+            (with ``explain_seed`` both explanations draw the same: ``repeat`` is then 1 by construction).
+        method: a name from :data:`camwidget.METHODS`.
+        repeat_min, randomised_max: the thresholds.
+
+    Returns:
+        A :class:`SanityVerdict`. Costs 3 + (modules randomised) explanations.
+    """
+    model, inputs, wanted = check_call(model, inputs, target)
+    stochastic = get_method(method).stochastic()
+    x = inputs.detach().to(model_device(model))
+    with preserved_state(model):
+        targets = fixed_target(model, x, wanted)
+    maps = []
+    layer_name: str | None = None
+    for k in range(2):
+        draws = {"seed": seed + 1 + k if explain_seed is None else explain_seed} if stochastic else {}
+        with Explainer(model, layer, method, **options, **draws) as explainer:
+            maps.append(explainer(x, targets))
+            layer_name = explainer.layer_name
+    repeat = float(spearman(maps[0], maps[1]).mean())
+    if stochastic and explain_seed is None:
+        explain_seed = seed + 1
+    rows = sanity_check(
+        model,
+        x,
+        method=method,
+        layer=layer_name,
+        target=targets,
+        max_layers=max_layers,
+        seed=seed,
+        explain_seed=explain_seed,
+        **options,
+    )
+    randomised = float(rows[-1]["spearman_per_image"].abs().mean())
+    depth = len(rows)
+    passed = repeat >= repeat_min and randomised <= randomised_max
+    if repeat < repeat_min:
+        reason = (
+            f"not reproducible: two explanations of the unchanged model agree at Spearman {repeat:.2f} "
+            f"< {repeat_min}"
+        )
+    elif randomised > randomised_max:
+        reason = (
+            f"blind to the weights: with {depth} modules randomised the map keeps |Spearman| "
+            f"{randomised:.2f} > {randomised_max} with the original"
+        )
+    else:
+        reason = (
+            f"reproducible (Spearman {repeat:.2f}) and dependent on the weights (|Spearman| {randomised:.2f} "
+            f"with {depth} modules randomised)"
+        )
+    return SanityVerdict(passed, repeat, randomised, depth, rows, reason)

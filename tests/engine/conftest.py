@@ -7,6 +7,23 @@ import torch
 import torchvision
 from torch import nn
 
+from camwidget.methods.registry import METHOD_CLASSES, METHODS
+
+CNN_METHODS = [m for m in METHODS if METHOD_CLASSES[m].architecture == "any"]
+"""Every method that explains any CNN (LeGrad needs a vision transformer's attention)."""
+
+
+def quick_options(method: str, iterations: int = 5) -> dict[str, object]:
+    """Options that keep a method cheap in tests (few optimisation steps or samples, fixed seeds)."""
+    return {
+        "opticam": {"iterations": iterations},
+        "sscam": {"samples": 2, "seed": 0},
+        "iscam": {"samples": 2},
+        "smoothgradcam++": {"samples": 2, "seed": 0},
+        "randomcam": {"seed": 0},
+    }.get(method, {})
+
+
 PATCH = (20, 4, 32, 16)  # x0, y0, x1, y1 (exclusive) of the planted patch in a 40x40 image
 
 

@@ -9,7 +9,7 @@ import camwidget
 from camwidget.engine.explainer import Explainer
 from camwidget.methods.score import channel_masks
 
-from .conftest import PATCH, TinyCNN, shortcut_batch
+from .conftest import CNN_METHODS, PATCH, TinyCNN, quick_options, shortcut_batch
 
 
 def _corr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -17,10 +17,12 @@ def _corr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(torch.corrcoef(torch.stack([a, b]))[0, 1])
 
 
-def test_methods_tuple_lists_all_ten() -> None:
+def test_methods_tuple_lists_all_twenty_two() -> None:
     assert camwidget.METHODS == (
         "cam", "gradcam", "gradcam++", "hirescam", "xgradcam", "layercam",
         "scorecam", "ablationcam", "eigencam", "opticam",
+        "gradcam-elementwise", "eigengradcam", "fullgrad", "kpcacam", "fem", "shapleycam", "finercam",
+        "sscam", "iscam", "smoothgradcam++", "legrad", "randomcam",
     )  # fmt: skip
 
 
@@ -48,26 +50,36 @@ def test_cam_refuses_a_layer_without_gap_linear_head(resnet18, image) -> None:
 
 # Share of map energy inside PATCH per method (map energy = sum of the [0, 1] map). The patch covers 12%
 # of the image, so chance is 0.12; the features see +-4 px, so some energy always bleeds past the patch
-# edge. Measured on this seeded model: gradient family, Score-CAM, Ablation-CAM, Opti-CAM 0.56-0.57,
-# Eigen-CAM 0.80; thresholds sit just below.
-ENERGY_IN_PATCH = {method: 0.54 for method in camwidget.METHODS} | {"eigencam": 0.75}
+# edge. Measured on this seeded model: gradient family, Score-CAM and its SS/IS variants, Ablation-CAM,
+# Opti-CAM, FEM, ShapleyCAM, Smooth Grad-CAM++ 0.56-0.59, KPCA-CAM 0.54-0.56, Eigen-CAM and EigenGrad-CAM
+# 0.80; thresholds sit just below. Not here, each for its reason (and each tested elsewhere): LeGrad needs a
+# vision transformer; FullGrad sums every layer's per-channel-normalised bias-gradients, which spread
+# over the whole image on this model (0.09 in the patch; pytorch-grad-cam's FullGrad gives the same map);
+# Finer-CAM's contrast class has probability ~1e-15 on this 2-class model, so the 1e-9 of its score's
+# denominator (pytorch-grad-cam's) leaves no usable gradient; RandomCAM is random by definition.
+ENERGY_IN_PATCH = {method: 0.54 for method in CNN_METHODS} | {
+    "eigencam": 0.75,
+    "eigengradcam": 0.75,
+    "kpcacam": 0.53,
+}
+LOCALISING = [m for m in CNN_METHODS if m not in ("fullgrad", "finercam", "randomcam")]
 
 
-@pytest.mark.parametrize("method", camwidget.METHODS)
+@pytest.mark.parametrize("method", LOCALISING)
 def test_every_method_finds_the_planted_shortcut(shortcut_model, method) -> None:
     x, _ = shortcut_batch(6, torch.Generator().manual_seed(7))
-    options = {"iterations": 30} if method == "opticam" else {}
+    options = quick_options(method, iterations=30)
     maps = camwidget.explain(shortcut_model, x, method=method, layer="features.5", **options)
     x0, y0, x1, y1 = PATCH
     share = maps[:, y0:y1, x0:x1].sum(dim=(1, 2)) / maps.sum(dim=(1, 2))
     assert share.min() > ENERGY_IN_PATCH[method], f"{method}: energy in patch {share.tolist()}"
 
 
-@pytest.mark.parametrize("method", camwidget.METHODS)
+@pytest.mark.parametrize("method", CNN_METHODS)
 def test_batch_with_per_image_targets_equals_one_at_a_time(shortcut_model, method) -> None:
     x, _ = shortcut_batch(3, torch.Generator().manual_seed(11))
     targets = [0, 1, 1]
-    options = {"iterations": 10} if method == "opticam" else {}
+    options = quick_options(method, iterations=10)
     batch = camwidget.explain(
         shortcut_model, x, method=method, layer="features.5", target=targets, precision="fp32", **options
     )
@@ -84,9 +96,9 @@ def test_batch_with_per_image_targets_equals_one_at_a_time(shortcut_model, metho
         assert torch.allclose(batch[i], single[0], atol=2e-4), method
 
 
-@pytest.mark.parametrize("method", camwidget.METHODS)
+@pytest.mark.parametrize("method", CNN_METHODS)
 def test_maps_are_finite_in_zero_one_for_constant_and_zero_inputs(shortcut_model, method) -> None:
-    options = {"iterations": 5} if method == "opticam" else {}
+    options = quick_options(method)
     for x in (torch.zeros(2, 3, 40, 40), torch.full((2, 3, 40, 40), 0.7)):
         maps = camwidget.explain(shortcut_model, x, method=method, layer="features.5", **options)
         assert torch.isfinite(maps).all() and maps.min() >= 0 and maps.max() <= 1

@@ -12,6 +12,8 @@ import camwidget
 from camwidget.engine.batching import Cancelled
 from camwidget.engine.explainer import Explainer
 
+from .conftest import CNN_METHODS, quick_options
+
 HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 
 
@@ -48,10 +50,12 @@ def train_mode_resnet() -> torch.nn.Module:
 X = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
 
 
-@pytest.mark.parametrize("method", camwidget.METHODS)
+@pytest.mark.parametrize("method", CNN_METHODS)
 def test_model_in_train_mode_comes_back_identical(train_mode_resnet, method) -> None:
     before = snapshot(train_mode_resnet)
-    options = {"iterations": 2} if method == "opticam" else {"channels": 16} if method == "scorecam" else {}
+    options = quick_options(method, iterations=2)
+    if method in ("scorecam", "sscam", "iscam"):
+        options["channels"] = 16
     layer = "layer4" if method == "cam" else "layer3"
     maps = camwidget.explain(train_mode_resnet, X, method=method, layer=layer, **options)
     assert torch.isfinite(maps).all()

@@ -30,6 +30,7 @@ from camwidget.targets import (
     Similarity,
 )
 
+from .conftest import CNN_METHODS, quick_options
 from .test_model_state import assert_same, snapshot
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -373,12 +374,12 @@ class Tiny3D(nn.Module):
         return self.fc(self.features(x).mean((2, 3, 4)))
 
 
-@pytest.mark.parametrize("method", camwidget.METHODS)
+@pytest.mark.parametrize("method", CNN_METHODS)
 def test_every_method_gives_a_map_over_time_for_video(method) -> None:
     torch.manual_seed(0)
     model = Tiny3D().eval()
     clip = torch.randn(2, 3, 8, 24, 24)
-    options = {"iterations": 3} if method == "opticam" else {}
+    options = quick_options(method, iterations=3)
     maps = camwidget.explain(model, clip, method=method, layer="features.3", **options)
     assert maps.shape == (2, 8, 24, 24) and torch.isfinite(maps).all()
     assert float(maps.amax()) == 1.0 and float(maps.std()) > 0, method
