@@ -12,16 +12,19 @@ fixed) is compared with the original map by
 A faithful method decorrelates quickly (correlations fall towards 0); a method that is an edge detector in
 disguise keeps producing the same map. Both measures are implemented here in torch (no scikit-image).
 
-Randomisation of a module uses its own ``reset_parameters()`` (the architecture's initialisation, as Adebayo
-et al. re-initialise to the training start; BatchNorm goes back to weight 1, bias 0, running mean 0 and
-variance 1) under a fixed seed; a module without one gets its direct parameters redrawn from a normal with the
-old tensor's mean and standard deviation (0.02 where that is 0). "From the top" is the reverse of the order
-in which modules with parameters first run in a forward pass.
+Randomisation re-initialises a module as at the training start (Adebayo et al.), from a private
+``torch.Generator`` seeded per module, never torch's global random state (other threads may draw from it):
+convolutions and linear layers get PyTorch's default initialisation (Kaiming-uniform weights with
+a = √5, biases uniform in ±1/√fan_in), normalisation layers their ``reset_parameters()`` (weight 1, bias 0,
+running mean 0 and variance 1: no random draw), and any other module its direct parameters redrawn from a
+normal with the old tensor's mean and standard deviation (0.02 where that is 0). "From the top" is the
+reverse of the order in which modules with parameters first run in a forward pass.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -139,20 +142,28 @@ def cascade_order(model: nn.Module, example: torch.Tensor) -> list[str]:
     return seen[::-1]
 
 
+_NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+
+
 def randomize_module(module: nn.Module, generator_seed: int) -> None:
     """Re-initialise ``module``'s own parameters in place, deterministically from ``generator_seed``,
-    without touching the global random state (see the module doc for the rule)."""
-    device = next(module.parameters(recurse=False)).device
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), torch.no_grad():
-        torch.manual_seed(generator_seed)
-        reset = getattr(module, "reset_parameters", None)
-        if callable(reset):
-            reset()
+    with a private generator: the global random state is neither read nor changed (see the module doc)."""
+    first = next(module.parameters(recurse=False))
+    generator = torch.Generator(device=first.device).manual_seed(generator_seed)
+    with torch.no_grad():
+        if isinstance(module, nn.modules.conv._ConvNd | nn.Linear):
+            nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
+            if module.bias is not None:
+                fan_in, _ = nn.init._calculate_fan_in_and_fan_out(module.weight)
+                bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+                nn.init.uniform_(module.bias, -bound, bound, generator=generator)
+            return
+        if isinstance(module, _NORMS):
+            module.reset_parameters()  # ones and zeros: no random draw
             return
         for p in module.parameters(recurse=False):
             std = float(p.float().std()) if p.numel() > 1 else 0.0
-            p.normal_(float(p.float().mean()), std if std > 0 else 0.02)
+            p.normal_(float(p.float().mean()), std if std > 0 else 0.02, generator=generator)
 
 
 def sanity_check(

@@ -85,3 +85,19 @@ def test_bad_arguments(shortcut_model, patch_images) -> None:
         sanity_check(shortcut_model, x, method="hirescam", layer="features.6", target=3)
     with pytest.raises(ValueError, match="unknown method"):
         sanity_check(shortcut_model, x, method="nocam", layer="features.6")
+
+
+def test_randomisation_never_seeds_the_global_generator(shortcut_model, patch_images, monkeypatch) -> None:
+    # Another thread of the user's may draw from torch's global generator at any time: the sanity check
+    # must neither seed nor advance it (it used to seed it inside fork_rng for each module).
+    def seeding(*args, **kwargs):
+        raise AssertionError("the sanity check seeded torch's global generator")
+
+    monkeypatch.setattr(torch, "manual_seed", seeding)
+    monkeypatch.setattr(torch.random, "manual_seed", seeding)
+    x, _ = patch_images
+    before = torch.get_rng_state()
+    first = sanity_check(shortcut_model, x, method="gradcam", layer="features.6", max_layers=3)
+    assert torch.equal(torch.get_rng_state(), before)
+    again = sanity_check(shortcut_model, x, method="gradcam", layer="features.6", max_layers=3)
+    assert [r["spearman"] for r in first] == [r["spearman"] for r in again]  # same seed, same draws
