@@ -29,7 +29,9 @@ from camwidget.engine.tokens import to_grid
 
 __all__ = ["LayerCapture", "LayerOutputError", "capture_gradients", "describe_entries", "preserved_state"]
 
-_HOOK_DICTS = (
+#: The per-module hook dictionaries of ``nn.Module`` (what ``preserved_state`` restores and the twin
+#: checks for and strips).
+HOOK_DICTS = (
     "_forward_hooks",
     "_forward_pre_hooks",
     "_backward_hooks",
@@ -58,7 +60,7 @@ def _preserved(model: nn.Module, eval_mode: bool) -> Iterator[nn.Module]:
     training = [m.training for m in modules]
     params = list(model.parameters())
     requires_grad = [p.requires_grad for p in params]
-    hook_keys = [{name: set(getattr(m, name, {}) or {}) for name in _HOOK_DICTS} for m in modules]
+    hook_keys = [{name: set(getattr(m, name, {}) or {}) for name in HOOK_DICTS} for m in modules]
     try:
         if eval_mode:
             for m in modules:

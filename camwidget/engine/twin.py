@@ -31,17 +31,10 @@ import torch
 from torch import nn
 
 from camwidget.engine.folding import fold_batchnorm
+from camwidget.engine.hooks import HOOK_DICTS
 
 __all__ = ["TwinStore", "build_twin", "has_hooks", "same_logits", "twins"]
 
-_HOOK_DICTS = (
-    "_forward_hooks",
-    "_forward_pre_hooks",
-    "_backward_hooks",
-    "_backward_pre_hooks",
-    "_forward_hooks_with_kwargs",
-    "_forward_pre_hooks_with_kwargs",
-)
 # fp32 logits of the copy and of the live model may differ by the rounding of a different summation order
 # (folded BatchNorm, channels_last kernels): ~1e-6 of the logits' scale measured; a stale copy differs by
 # orders of magnitude more.
@@ -55,7 +48,7 @@ def has_hooks(model: nn.Module) -> bool:
     for name in ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks"):
         if getattr(module_globals, name, None):
             return True
-    return any(getattr(m, name, None) for m in model.modules() for name in _HOOK_DICTS)
+    return any(getattr(m, name, None) for m in model.modules() for name in HOOK_DICTS)
 
 
 def same_logits(copy_logits: torch.Tensor, live_logits: torch.Tensor) -> bool:
@@ -79,7 +72,7 @@ def build_twin(
     with torch.no_grad():
         twin = copy.deepcopy(model).eval()
     for module in twin.modules():
-        for name in _HOOK_DICTS:
+        for name in HOOK_DICTS:
             hooks = getattr(module, name, None)
             if hooks:
                 hooks.clear()

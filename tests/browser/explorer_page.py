@@ -1,6 +1,7 @@
 """What every host test checks on a CamExplorer in a page, whatever the host (JupyterLab, Notebook 7, Voilà,
-marimo): it renders, its controls redraw the heatmap, it takes the host's theme, a narrow container keeps
-its panels wide enough, and how fast the first map and a cached switch appear.
+marimo): it renders, its controls redraw the heatmap, the what-if brush over the cat's face makes tiger cat
+drop, it takes the host's theme, a narrow container keeps its panels wide enough, and how fast the first map
+and a cached switch appear.
 
 Everything goes through the ``.cw-root`` locator, so it works inside marimo's shadow roots too. Timings are
 read in the page from the widget's ``camwidget:paint`` events (its ``detail.map`` says which map was
@@ -44,6 +45,19 @@ TIMED = """async (root, { sel, value, want, kind, timeout }) => {
     el.dispatchEvent(new Event(el.type === 'range' ? 'input' : 'change', { bubbles: true }));
   }
   return await done;
+}"""
+
+# Resolve when the what-if line is settled: painted (its "after" number shown) or restored (hidden).
+SETTLED = """async (r, { painted, timeout }) => {
+  const t0 = performance.now();
+  const delta = r.querySelector('.cw-whatif-delta');
+  const done = () => r.dataset.stale === 'false' && r.dataset.status === 'ready' &&
+    (painted ? delta.dataset.after !== '' && !delta.hidden : delta.hidden);
+  while (!done()) {
+    if (performance.now() - t0 > timeout) throw new Error('not settled: ' + JSON.stringify(r.dataset));
+    await new Promise((f) => setTimeout(f, 25));
+  }
+  return { before: delta.dataset.before, after: delta.dataset.after, text: delta.textContent };
 }"""
 
 WINDOW = {"width": 1280, "height": 1500}
@@ -133,6 +147,8 @@ def exercise(root: Any) -> dict[str, float]:
     wait_ready(root)
     assert canvas_hash(root) == h0
 
+    timings["brush_stroke_to_settled_ms"] = brush_the_face(root)
+
     o0 = canvas_hash(root, OVERLAY)
     timings["colormap_ms"] = timed(root, "select[data-control=colormap]", "jet", {})
     assert canvas_hash(root, OVERLAY) != o0
@@ -187,3 +203,43 @@ def screenshot(root: Any, artifacts: Path, name: str) -> Path:
     path = artifacts / f"{name}.png"
     root.screenshot(path=str(path))
     return path
+
+
+def to_screen(root: Any, x: float, y: float) -> tuple[float, float]:
+    """Image pixel (x, y) of the 224x224 input -> page coordinates on the image panel."""
+    box = root.locator(".cw-panel-image .cw-frame").bounding_box()
+    return box["x"] + box["width"] * (x + 0.5) / 224, box["y"] + box["height"] * (y + 0.5) / 224
+
+
+def settled(root: Any, painted: bool, timeout: int = 120_000) -> dict[str, str]:
+    """Wait for the what-if line to settle; returns its before/after numbers and text."""
+    return root.evaluate(SETTLED, {"painted": painted, "timeout": timeout})
+
+
+def brush_the_face(root: Any) -> float:
+    """One stroke of the Paint tool (radius 35, blur fill) across the cat's eyes: the explained class's
+    probability must fall to under a third and the heatmap follow the painted image; Clear restores both.
+    Returns the ms from the stroke's start to the settled painted view."""
+    page = root.page
+    h0 = canvas_hash(root)
+    root.locator(".cw-whatif label", has_text="Paint").click()
+    size = root.locator(".cw-brush-size input")
+    size.fill("35")
+    size.dispatch_event("input")
+    root.locator(".cw-panel-image .cw-frame").scroll_into_view_if_needed()
+    t0 = time.perf_counter()
+    page.mouse.move(*to_screen(root, 20, 90))
+    page.mouse.down()
+    for x in range(20, 206, 15):
+        page.mouse.move(*to_screen(root, x, 90), steps=2)
+    page.mouse.up()
+    shown = settled(root, painted=True)
+    ms = (time.perf_counter() - t0) * 1000
+    before, after = float(shown["before"]), float(shown["after"])
+    assert after < before / 3, shown  # hiding the eyes takes most of the evidence away
+    assert canvas_hash(root) != h0, "the heatmap did not follow the painted image"
+    root.locator("[data-control=brush_clear]").click()
+    settled(root, painted=False)
+    assert canvas_hash(root) == h0, "Clear did not bring back the unpainted map"
+    root.locator(".cw-whatif label", has_text="Off").click()
+    return round(ms, 1)

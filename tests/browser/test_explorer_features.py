@@ -114,18 +114,6 @@ regions
 
 # Resolves with the last 'maps' paint whose map key has a what-if mask (or "" for none) once the widget
 # shows the map it wants (data-stale false) and, with a mask, the painted image's number.
-SETTLED = """async (r, { painted, timeout }) => {
-  const t0 = performance.now();
-  const delta = r.querySelector('.cw-whatif-delta');
-  const done = () => r.dataset.stale === 'false' && r.dataset.status === 'ready' &&
-    (painted ? delta.dataset.after !== '' && !delta.hidden : delta.hidden);
-  while (!done()) {
-    if (performance.now() - t0 > timeout) throw new Error('not settled: ' + JSON.stringify(r.dataset));
-    await new Promise((f) => setTimeout(f, 25));
-  }
-  return { before: delta.dataset.before, after: delta.dataset.after, text: delta.textContent };
-}"""
-
 WATCH = """(r) => {
   const log = (window.cwLog = { up: null, maps: [] });
   const frame = r.querySelector('.cw-panel-image .cw-frame');
@@ -195,18 +183,8 @@ def _root(page, index: int):
     return root
 
 
-def _to_screen(root, x: float, y: float) -> tuple[float, float]:
-    """Image pixel (x, y) of the 224x224 input -> page coordinates on the image panel."""
-    box = root.locator(".cw-panel-image .cw-frame").bounding_box()
-    return box["x"] + box["width"] * (x + 0.5) / 224, box["y"] + box["height"] * (y + 0.5) / 224
-
-
 def _click_until(root, sel: str, target: int) -> float:
     return root.evaluate(CLICK_UNTIL, {"sel": sel, "target": target, "timeout": 120_000})
-
-
-def _settled(root, painted: bool) -> dict:
-    return root.evaluate(SETTLED, {"painted": painted, "timeout": 120_000})
 
 
 def test_the_brush_hides_the_cats_face_and_tiger_cat_drops(page, artifacts: Path) -> None:
@@ -222,13 +200,13 @@ def test_the_brush_hides_the_cats_face_and_tiger_cat_drops(page, artifacts: Path
     root.locator(".cw-whatif label", has_text="Paint").click()
     root.locator(".cw-brush-size input").fill("35")
     root.locator(".cw-brush-size input").dispatch_event("input")
-    page.mouse.move(*_to_screen(root, 20, 90))
+    page.mouse.move(*ep.to_screen(root, 20, 90))
     page.mouse.down()
     for x in range(20, 206, 15):
-        page.mouse.move(*_to_screen(root, x, 90), steps=2)
-    page.mouse.move(*_to_screen(root, 205, 90))
+        page.mouse.move(*ep.to_screen(root, x, 90), steps=2)
+    page.mouse.move(*ep.to_screen(root, 205, 90))
     page.mouse.up()
-    shown = _settled(root, painted=True)
+    shown = ep.settled(root, painted=True)
     before, after = float(shown["before"]), float(shown["after"])
     assert before == pytest.approx(0.3916, abs=1e-3)
     assert after < 0.1 and after < before / 3, shown  # hiding the eyes takes most of the evidence away
@@ -250,7 +228,7 @@ def test_the_brush_hides_the_cats_face_and_tiger_cat_drops(page, artifacts: Path
 
     # Clear: the unpainted map comes back from the cache
     root.locator("[data-control=brush_clear]").click()
-    _settled(root, painted=False)
+    ep.settled(root, painted=False)
     assert ep.canvas_hash(root) == h0 and ep.canvas_hash(root, ".cw-panel-image canvas") == image0
 
     # the keyboard: Box tool, the image panel focused, arrows move the box, Enter hides it, Escape clears
@@ -261,11 +239,11 @@ def test_the_brush_hides_the_cats_face_and_tiger_cat_drops(page, artifacts: Path
         page.keyboard.press(key)
     t0 = time.perf_counter()
     page.keyboard.press("Enter")
-    shown = _settled(root, painted=True)
+    shown = ep.settled(root, painted=True)
     timings["box_key_to_settled_s"] = round(time.perf_counter() - t0, 3)
     assert float(shown["after"]) < float(shown["before"]), shown
     page.keyboard.press("Escape")
-    _settled(root, painted=False)
+    ep.settled(root, painted=False)
     assert ep.canvas_hash(root) == h0
     print(f"\nwhat-if timings: {json.dumps(timings)}")
     (artifacts / "whatif_timings.json").write_text(json.dumps(timings, indent=2))
