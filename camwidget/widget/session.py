@@ -882,7 +882,11 @@ class Session:
         entry = self._entries.get(keys[0]) if keys else None
         message = ""
         if entry is not None and entry.map is not None:
-            message = f"{label(keys[0].method)} in {_seconds(entry.seconds)} · {entry.precision}"
+            first = keys[0]
+            what = label(first.method) + "".join(f" + {name}" for name in first.extra_layers)
+            if first.smoothing != "none":
+                what += f" · {first.smoothing}-smoothed"
+            message = f"{what} in {_seconds(entry.seconds)} · {entry.precision}"
         return {"status": "ready", "message": message, "error": "", "progress": 1.0}
 
     def _curves_status(self, key: MapKey | None, running: Work | None, paused: bool) -> str:

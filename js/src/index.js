@@ -273,6 +273,8 @@ function render({ model, el }) {
     panels.heatmap.caption.textContent = `Heatmap · ${describe(shown[0])}`;
     panels.overlay.caption.textContent = comparing() ? `A · ${describe(shown[0])}` : `Overlay · ${describe(shown[0])}`;
     panels.compare.caption.textContent = `B · ${describe(shown[1])}`;
+    // a long caption (fused layers, smoothing) is cut with an ellipsis: hovering shows all of it
+    for (const p of [panels.image, panels.heatmap, panels.overlay, panels.compare]) p.caption.title = p.caption.textContent;
     const st = get("status");
     for (const [p, isStale] of [[panels.heatmap, stale[0]], [panels.overlay, stale[0]], [panels.compare, stale[1]]]) {
       p.el.classList.toggle("cw-stale", isStale);

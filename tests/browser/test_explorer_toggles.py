@@ -106,6 +106,9 @@ def test_smoothing_and_a_second_layer_redraw_the_map(root, artifacts: Path) -> N
     changed_fused = root.evaluate(SNAP_DIFF, "cwAug")
     assert changed_fused > 0.05, f"only {changed_fused:.1%} of the heatmap changed with a second layer"
     assert heat.inner_text() == "Heatmap · HiResCAM + features.7 · aug-smoothed · tiger cat"
+    assert heat.get_attribute("title") == heat.inner_text()  # cut with an ellipsis, whole on hover
+    status = root.locator(".cw-status-text").inner_text()
+    assert status.startswith("HiResCAM + features.7 · aug-smoothed in "), status
     ep.wait_ready(root)  # the curves of the smoothed, fused map
     ep.screenshot(root, artifacts, "smoothing_layers")
 

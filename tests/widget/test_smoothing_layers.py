@@ -65,6 +65,10 @@ def test_the_map_is_the_engines_with_the_same_options(make_explorer, model, meth
     assert np.abs(levels(w).astype(int) - np.round(want * 255).astype(int)).max() <= 1
     # and the option did something: the map is not the plain single-layer one
     assert np.abs(shown - plain).max() > 0.05
+    # the status line says what was computed
+    said = get_method(method).label + "".join(f" + {name}" for name in extra)
+    said += f" · {smoothing}-smoothed" if smoothing != "none" else ""
+    assert w.message.startswith(f"{said} in "), w.message
 
 
 def test_switching_back_is_a_cache_hit(make_explorer) -> None:
