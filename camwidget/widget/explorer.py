@@ -84,11 +84,18 @@ _THUMB = 64
 _NO_EIGEN = (
     "it forms no per-channel terms (w_k·A_k) to take the first principal component of, or its map is one"
 )
+_PIXEL_TIED = ("segmentation", "detections")  # choices whose targets aug_smooth cannot flip
 
 
 def _bytes_from_json(value: Any, widget: Any) -> bytes:
     """A bytes trait from the front end: ipywidgets hands binary buffers over as memoryviews."""
     return b"" if value is None else bytes(value)
+
+
+def _no_aug(kind: str) -> str:
+    """Why aug smoothing is refused for a segmentation model's or a detector's choices."""
+    what = "a segmentation class's pixels are" if kind == "segmentation" else "a detection's box is"
+    return f"aug smoothing flips the image, but {what} tied to pixel positions: choose 'none' or 'eigen'"
 
 
 def front_end() -> tuple[str, str]:
@@ -307,6 +314,8 @@ class CamExplorer(anywidget.AnyWidget):
             raise ValueError(f"{label(first)} reads every layer it needs itself; it takes no extra_layers")
         if smoothing == "eigen" and not get_method(first).eigen_smoothable():
             raise ValueError(f"eigen smoothing does not apply to {label(first)}: {_NO_EIGEN}")
+        if smoothing == "aug" and session.choices.kind in _PIXEL_TIED:
+            raise ValueError(_no_aug(session.choices.kind))
         pinned = session.first
         second = None if compare_class is None else names_index(session.class_names, compare_class)
         self._lock = threading.RLock()
@@ -395,6 +404,8 @@ class CamExplorer(anywidget.AnyWidget):
 
     @t.validate("smoothing")
     def _valid_smoothing(self, proposal: t.Bunch) -> str:
+        if proposal.value == "aug" and self._session.choices.kind in _PIXEL_TIED:
+            raise t.TraitError(_no_aug(self._session.choices.kind))
         if proposal.value == "eigen":
             for name in self._shown_methods():
                 if not get_method(name).eigen_smoothable():

@@ -28,16 +28,18 @@ export function layerOptions(layers) {
 }
 
 /**
- * The smoothing select's options: off, test-time augmentation (aug_smooth: six passes), and eigen
+ * The smoothing select's options: off, test-time augmentation (aug_smooth: six passes; not for a
+ * segmentation model's or a detector's choices, which are tied to pixel positions), and eigen
  * (eigen_smooth) only where every shown method forms per-channel terms (the methods trait's `eigen`).
  */
-export function smoothingOptions(methods, shown) {
+export function smoothingOptions(methods, shown, choices) {
   const byName = new Map((methods || []).map((m) => [m.name, m]));
   const eigen = shown.every((name) => (byName.get(name) || {}).eigen !== false);
-  const options = [
-    { value: "none", label: "Off" },
-    { value: "aug", label: "Flips × brightness (6 passes)", title: "aug_smooth: the map averaged over a horizontal flip and pixel values × 0.9, 1, 1.1" },
-  ];
+  const kind = (choices || {}).kind;
+  const options = [{ value: "none", label: "Off" }];
+  if (kind !== "segmentation" && kind !== "detections") {
+    options.push({ value: "aug", label: "Flips × brightness (6 passes)", title: "aug_smooth: the map averaged over a horizontal flip and pixel values × 0.9, 1, 1.1" });
+  }
   if (eigen) options.push({ value: "eigen", label: "Eigen (1st component)", title: "eigen_smooth: the first principal component of the method's weighted activations" });
   return options;
 }

@@ -302,7 +302,7 @@ function render({ model, el }) {
     setOptions(extraLayer.select, extra.options, extra.value);
     // methods that read every layer themselves (FullGrad) take no further layer
     extraLayer.wrap.hidden = shown.some((name) => (methodInfo.get(name) || {}).layers === false);
-    setOptions(smoothing.select, smoothingOptions(get("methods"), shown), sel.smoothing || "none");
+    setOptions(smoothing.select, smoothingOptions(get("methods"), shown, choices), sel.smoothing || "none");
     const topk = get("top_classes") || [];
     const first = slots()[0] || {};
     const selProb = first.key && decodeKey(first.key).target === sel.class_index ? first.class_prob : undefined;

@@ -179,3 +179,18 @@ def test_the_model_is_left_as_it_came(make_explorer, model) -> None:
     assert w.wait(60) and w.error == ""
     assert model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert not any(m._forward_hooks or m._backward_hooks for m in model.modules())
+
+
+def test_aug_smoothing_is_refused_where_the_choices_are_tied_to_pixels(make_explorer) -> None:
+    torch.manual_seed(0)
+    segmenter = torch.nn.Sequential(  # (N, 4, H, W): four classes per pixel
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 1)
+    ).eval()
+    w = make_explorer(net=segmenter, curves=False)
+    assert w.choices["kind"] == "segmentation"
+    with pytest.raises(TraitError, match="aug smoothing flips the image, but a segmentation class"):
+        w.smoothing = "aug"
+    w.smoothing = "eigen"  # no flips: fine
+    assert w.wait(60) and w.error == "" and key(w).smoothing == "eigen"
+    with pytest.raises(ValueError, match="tied to pixel positions"):
+        make_explorer(net=segmenter, smoothing="aug")
