@@ -95,6 +95,13 @@ class CamMethod:
         """Whether the method draws random numbers (it takes ``seed=``)."""
         return "seed" in cls.defaults
 
+    @classmethod
+    def eigen_smoothable(cls) -> bool:
+        """Whether ``eigen_smooth`` changes this method's map: it sums per-channel terms (its own
+        :meth:`weighted` or :meth:`channel_weights`) that are not already a first principal component."""
+        own = cls.weighted is not CamMethod.weighted or cls.channel_weights is not CamMethod.channel_weights
+        return own and not cls.principal_component
+
     def raw(self, ctx: MethodContext) -> torch.Tensor:
         """(N, *s) signed raw maps. Default: Σ_k w_k A_k with :meth:`channel_weights`, recorded on the context
         as ``ctx.channel_weights`` (what :func:`camwidget.explain_steps` reports)."""

@@ -14,12 +14,15 @@ Traits (all synced):
   :mod:`camwidget.widget.choices`), ``compare`` ("off" | "method" | "class"), ``compare_method``,
   ``compare_class``; the what-if brush: ``brush_mask`` (the painted pixels as packed bits, see
   :func:`~camwidget.widget.codecs.unpack_mask`) and ``brush_fill`` (what they become: "blur", "black",
-  "zeros", the insertion/deletion curves' substrates); ``true_class`` (explain each image's true class
-  rather than the prediction); display only: ``opacity`` (0..1), ``colormap``, ``frame`` (the frame of a
-  clip shown);
-- what can be chosen: ``methods``, ``layers``, ``class_names``, ``choices`` (what the class selector lists
-  and what its numbers are), ``thumbnails``, ``about`` (model, device); ``labels``, the true class per
-  image (-1 unknown), written by either side;
+  "zeros", the insertion/deletion curves' substrates); ``smoothing`` ("none" | "aug" | "eigen": the
+  engine's ``aug_smooth`` / ``eigen_smooth``; "eigen" only for methods that form per-channel terms) and
+  ``extra_layers`` (further layers fused with ``layer``, canonicalised like it); ``true_class`` (explain
+  each image's true class rather than the prediction); display only: ``opacity`` (0..1), ``colormap``,
+  ``frame`` (the frame of a clip shown);
+- what can be chosen: ``methods`` (each with ``eigen``: whether eigen smoothing applies, and ``layers``:
+  whether it uses the chosen layer, so takes further layers), ``layers``, ``class_names``, ``choices``
+  (what the class selector lists and what its numbers are), ``thumbnails``, ``about`` (model, device);
+  ``labels``, the true class per image (-1 unknown), written by either side;
 - the current image: ``image`` (uint8 RGB bytes, shape, frames, the blurred insertion start, the deletion
   colour), its ``top_classes``, its ``annotations`` (a segmentation's predicted classes, a detector's
   boxes), ``whatif`` (the explained choice's number before and after painting) and ``understanding`` (the
@@ -29,8 +32,8 @@ Traits (all synced):
   curves, AUCs, each pixel's uint16 step);
 - status: ``status``, ``progress``, ``message``, ``error``, ``curves_status``.
 
-A later panel (a smoothing toggle, say) is a trait here, a field of the selection when it changes the map,
-and a module in ``js/src``.
+A later panel is a trait here, a field of the selection when it changes the map, and a module in
+``js/src``.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ from camwidget.metrics.insertion_deletion import SUBSTRATES
 from camwidget.widget.choices import names_index
 from camwidget.widget.codecs import thumbnails
 from camwidget.widget.jobs import BackgroundWorker
-from camwidget.widget.map_key import COMPARE_MODES, MapKey, Selection
+from camwidget.widget.map_key import COMPARE_MODES, SMOOTHINGS, MapKey, Selection
 from camwidget.widget.session import PREVIEW_METHOD, Session, Work, label, short_error
 
 __all__ = ["CamExplorer"]
@@ -73,14 +76,26 @@ SELECTION = (
     "compare_class",
     "brush_mask",
     "brush_fill",
+    "smoothing",
+    "extra_layers",
 )
 _PROGRESS_EVERY = 0.1  # seconds between progress trait updates
 _THUMB = 64
+_NO_EIGEN = (
+    "it forms no per-channel terms (w_k·A_k) to take the first principal component of, or its map is one"
+)
+_PIXEL_TIED = ("segmentation", "detections")  # choices whose targets aug_smooth cannot flip
 
 
 def _bytes_from_json(value: Any, widget: Any) -> bytes:
     """A bytes trait from the front end: ipywidgets hands binary buffers over as memoryviews."""
     return b"" if value is None else bytes(value)
+
+
+def _no_aug(kind: str) -> str:
+    """Why aug smoothing is refused for a segmentation model's or a detector's choices."""
+    what = "a segmentation class's pixels are" if kind == "segmentation" else "a detection's box is"
+    return f"aug smoothing flips the image, but {what} tied to pixel positions: choose 'none' or 'eigen'"
 
 
 def front_end() -> tuple[str, str]:
@@ -148,6 +163,12 @@ class CamExplorer(anywidget.AnyWidget):
         method: the method shown first; default "hirescam" (fast). Slow methods (Score-CAM, Opti-CAM,
             Ablation-CAM) show a HiResCAM preview while they compute.
         layer: the layer shown first (a name or an alias); default the last spatial layer before pooling.
+        extra_layers: further layers whose maps are fused with ``layer``'s (names or aliases; the engine's
+            ``layer=[layer, *extra_layers]`` with the method's default fusion, "mean" of the normalised
+            maps for most). Default none. The widget's *+ Layer* select picks one.
+        smoothing: "none" (default), "aug" (``aug_smooth=True``: six passes, computed in the background
+            with the unsmoothed map as preview) or "eigen" (``eigen_smooth=True``: the first principal
+            component of the method's per-channel terms; methods without such terms do not offer it).
         target: what is explained: the class shown first (an index or a class name; default each image's
             top choice), or a target of :mod:`camwidget.targets`: ``Logit(c)`` / ``Probability(c)``
             (classes scored so, starting at ``c``), ``Sigmoid(c)`` (a multi-label head, starting at label
@@ -189,6 +210,8 @@ class CamExplorer(anywidget.AnyWidget):
     compare_class = t.Int(-1).tag(sync=True)
     brush_mask = t.Bytes(b"").tag(sync=True, from_json=_bytes_from_json)
     brush_fill = t.Enum(SUBSTRATES, "blur").tag(sync=True)
+    smoothing = t.Enum(SMOOTHINGS, "none").tag(sync=True)
+    extra_layers = t.List(t.Unicode()).tag(sync=True)
     true_class = t.Bool(False).tag(sync=True)
     # display, applied in the browser
     opacity = t.Float(0.5, min=0.0, max=1.0).tag(sync=True)
@@ -235,6 +258,8 @@ class CamExplorer(anywidget.AnyWidget):
         topk: int = 5,
         method: str | None = None,
         layer: str | None = None,
+        extra_layers: Sequence[str] = (),
+        smoothing: str = "none",
         target: object = None,
         multilabel: bool = False,
         labels: Sequence[Any] | None = None,
@@ -255,6 +280,10 @@ class CamExplorer(anywidget.AnyWidget):
             raise ValueError(f"topk must be at least 1; got {topk}")
         if compare not in COMPARE_MODES:
             raise ValueError(f"compare must be one of {', '.join(COMPARE_MODES)}; got {compare!r}")
+        if smoothing not in SMOOTHINGS:
+            raise ValueError(f"smoothing must be one of {', '.join(SMOOTHINGS)}; got {smoothing!r}")
+        if isinstance(extra_layers, str):
+            raise TypeError(f"extra_layers must be a list of layer names; got the string {extra_layers!r}")
         session = Session.open(
             model,
             images,
@@ -280,6 +309,13 @@ class CamExplorer(anywidget.AnyWidget):
             raise ValueError(f"method {first!r} is not in methods={list(session.methods)}")
         first = first or (PREVIEW_METHOD if PREVIEW_METHOD in session.methods else session.methods[0])
         first_layer = session.catalog.default if layer is None else session.catalog.canonical(layer)
+        fused = [session.catalog.canonical(name) for name in extra_layers]
+        if fused and not get_method(first).uses_layer:
+            raise ValueError(f"{label(first)} reads every layer it needs itself; it takes no extra_layers")
+        if smoothing == "eigen" and not get_method(first).eigen_smoothable():
+            raise ValueError(f"eigen smoothing does not apply to {label(first)}: {_NO_EIGEN}")
+        if smoothing == "aug" and session.choices.kind in _PIXEL_TIED:
+            raise ValueError(_no_aug(session.choices.kind))
         pinned = session.first
         second = None if compare_class is None else names_index(session.class_names, compare_class)
         self._lock = threading.RLock()
@@ -301,7 +337,14 @@ class CamExplorer(anywidget.AnyWidget):
         others = [m for m in session.methods if m != first]
         with self.hold_sync():
             self.methods = [
-                {"name": m, "label": label(m), "fast": m in session.interactive} for m in session.methods
+                {
+                    "name": m,
+                    "label": label(m),
+                    "fast": m in session.interactive,
+                    "eigen": get_method(m).eigen_smoothable(),
+                    "layers": get_method(m).uses_layer,
+                }
+                for m in session.methods
             ]
             self.layers = [
                 {"name": i.name, "shape": list(i.shape), "aliases": list(i.aliases)} for i in session.catalog
@@ -317,6 +360,7 @@ class CamExplorer(anywidget.AnyWidget):
             self.about = {"model": type(model).__name__, "device": str(model_device(model))}
             self.colormap, self.opacity = colormap, float(opacity)
             self.layer, self.method = first_layer, first
+            self.extra_layers, self.smoothing = fused, smoothing
             self.compare_method = (slow or others or [first])[0]
             self._show_image()
             self.compare = compare  # before the worker starts, so nothing races with the first values
@@ -357,6 +401,35 @@ class CamExplorer(anywidget.AnyWidget):
             return self._session.catalog.canonical(proposal.value)
         except (TypeError, ValueError) as exc:
             raise t.TraitError(str(exc)) from None
+
+    @t.validate("smoothing")
+    def _valid_smoothing(self, proposal: t.Bunch) -> str:
+        if proposal.value == "aug" and self._session.choices.kind in _PIXEL_TIED:
+            raise t.TraitError(_no_aug(self._session.choices.kind))
+        if proposal.value == "eigen":
+            for name in self._shown_methods():
+                if not get_method(name).eigen_smoothable():
+                    raise t.TraitError(f"eigen smoothing does not apply to {label(name)}: {_NO_EIGEN}")
+        return proposal.value
+
+    @t.validate("extra_layers")
+    def _valid_extra_layers(self, proposal: t.Bunch) -> list[str]:
+        if isinstance(proposal.value, str):
+            raise t.TraitError(f"extra_layers must be a list of layer names; got {proposal.value!r}")
+        try:
+            names = [self._session.catalog.canonical(name) for name in proposal.value]
+        except (TypeError, ValueError) as exc:
+            raise t.TraitError(str(exc)) from None
+        for name in self._shown_methods() if names else ():
+            if not get_method(name).uses_layer:
+                raise t.TraitError(
+                    f"{label(name)} reads every layer it needs itself; it takes no extra layers"
+                )
+        return list(dict.fromkeys(names))
+
+    def _shown_methods(self) -> list[str]:
+        """The methods whose maps are shown: the method, and the second one while comparing methods."""
+        return [self.method] + ([self.compare_method] if self.compare == "method" else [])
 
     @t.validate("class_index", "compare_class")
     def _valid_class(self, proposal: t.Bunch) -> int:
@@ -438,6 +511,15 @@ class CamExplorer(anywidget.AnyWidget):
                 running.cancel()
             self._publish(running)
         self._wake()
+
+    @t.observe("method", "compare_method", "compare")
+    def _fit_options(self, change: t.Bunch) -> None:
+        """A method that cannot take the smoothing or the further layers turns them off (selects follow)."""
+        shown = [get_method(name) for name in self._shown_methods()]
+        if self.smoothing == "eigen" and not all(m.eigen_smoothable() for m in shown):
+            self.smoothing = "none"
+        if self.extra_layers and not all(m.uses_layer for m in shown):
+            self.extra_layers = []
 
     @t.observe("true_class")
     def _on_true_class(self, change: t.Bunch) -> None:
@@ -525,6 +607,8 @@ class CamExplorer(anywidget.AnyWidget):
             self.compare_method,
             self.compare_class,
             self._mask(),
+            self.smoothing,
+            tuple(self.extra_layers),
         )
 
     def _mask(self) -> str:

@@ -5,9 +5,10 @@ string); the front end encodes the key it wants from the selection traits with t
 (``js/src/map_key.js``) and compares strings, so "is the map on screen the one asked for" is decided in one
 way on both sides. ``tests/widget/test_map_key.py`` runs both codecs on the same keys and selections.
 
-Adding a dimension to what a map depends on (a smoothing option, say) is a field here, its twin in
-``KEY_FIELDS`` in ``map_key.js``, and a field of :class:`Selection`. The what-if brush's mask is one:
-:func:`mask_id` names a painted mask and its fill the same way on both sides (``maskId`` in ``map_key.js``).
+Adding a dimension to what a map depends on is a field here, its twin in ``KEY_FIELDS`` in ``map_key.js``,
+and a field of :class:`Selection`. The what-if brush's mask is one: :func:`mask_id` names a painted mask
+and its fill the same way on both sides (``maskId`` in ``map_key.js``); the smoothing (:data:`SMOOTHINGS`)
+and the layers fused with the chosen one are two more.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["COMPARE_MODES", "KEY_FIELDS", "MapKey", "Selection", "mask_id"]
+__all__ = ["COMPARE_MODES", "KEY_FIELDS", "SMOOTHINGS", "MapKey", "Selection", "mask_id"]
 
 COMPARE_MODES = ("off", "method", "class")
+SMOOTHINGS = ("none", "aug", "eigen")  # the engine's aug_smooth / eigen_smooth, or neither
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,10 @@ class MapKey:
             heads, segmentation), a detection's index in the image's detections, or 0 for a fixed target
             (:mod:`camwidget.widget.choices`).
         mask: the what-if brush's mask (:func:`mask_id`), "" for the image as it is.
+        smoothing: one of :data:`SMOOTHINGS`: "none", "aug" (``aug_smooth=True``) or "eigen"
+            (``eigen_smooth=True``).
+        extra_layers: canonical names of further layers whose maps are fused with ``layer``'s (the engine's
+            ``layer=[layer, *extra_layers]`` with the method's default fusion); () for one layer.
     """
 
     image: int
@@ -42,11 +48,21 @@ class MapKey:
     layer: str
     target: int
     mask: str = ""
+    smoothing: str = "none"
+    extra_layers: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "extra_layers", tuple(self.extra_layers))  # a list decodes to a tuple
+
+    @property
+    def layer_names(self) -> list[str]:
+        """Every layer the map is made of, the chosen one first (what the engine's ``layer=`` gets)."""
+        return [self.layer, *self.extra_layers]
 
     def encode(self) -> str:
         """The key as the front end spells it: a compact JSON array of the fields in order,
-        ``[0,"hirescam","features.12",281,""]``."""
-        values = [getattr(self, name) for name in KEY_FIELDS]
+        ``[0,"hirescam","features.12",281,"","none",[]]``."""
+        values = [list(v) if isinstance(v := getattr(self, name), tuple) else v for name in KEY_FIELDS]
         return json.dumps(values, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
@@ -97,6 +113,8 @@ class Selection:
         compare: "off", "method" (a second method, same class) or "class" (a second class, same method).
         compare_method, compare_target: the second method / class.
         mask: the what-if mask (:func:`mask_id`), "" for none; both slots show the masked image.
+        smoothing, extra_layers: as in :class:`MapKey`; both slots are smoothed and fused alike. The keys
+            list each further layer once and leave out ``layer`` itself.
     """
 
     image: int
@@ -107,12 +125,18 @@ class Selection:
     compare_method: str = ""
     compare_target: int = -1
     mask: str = ""
+    smoothing: str = "none"
+    extra_layers: tuple[str, ...] = ()
 
     def keys(self) -> tuple[MapKey | None, ...]:
         """The key each slot shows: slot 0 always, slot 1 when comparing; None while the class is unknown."""
+        # each further layer once, and not the chosen layer itself (it may have become the chosen one)
+        extra = tuple(name for name in dict.fromkeys(self.extra_layers) if name != self.layer)
 
         def key(method: str, target: int) -> MapKey | None:
-            return MapKey(self.image, method, self.layer, target, self.mask) if target >= 0 else None
+            if target < 0:
+                return None
+            return MapKey(self.image, method, self.layer, target, self.mask, self.smoothing, extra)
 
         first = key(self.method, self.target)
         if self.compare == "method":

@@ -209,7 +209,7 @@ class Session:
         self._masks: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._painted: OrderedDict[tuple[int, str], torch.Tensor] = OrderedDict()
         self._bases: dict[int, bytes] = {}
-        self._explainers: dict[str, Explainer] = {}
+        self._explainers: dict[tuple[str, ...], Explainer] = {}
         self._progress: Callable[[int, int], None] | None = None
         self._running: Work | None = None
 
@@ -372,10 +372,16 @@ class Session:
         return base
 
     def preview_key(self, key: MapKey | None) -> MapKey | None:
-        """The fast map shown while ``key``'s slow method computes (None for interactive methods)."""
-        if key is None or key.method in self.interactive or PREVIEW_METHOD not in METHODS:
+        """The fast map shown while ``key`` computes slowly: a slow method's is HiResCAM's, an ``aug_smooth``
+        map's is the same map unsmoothed (None for interactive methods without ``aug_smooth``)."""
+        if key is None or PREVIEW_METHOD not in METHODS:
             return None
-        return key.replace(method=PREVIEW_METHOD)
+        smoothing = "none" if key.smoothing == "aug" else key.smoothing
+        if key.method in self.interactive:
+            return None if key.smoothing != "aug" else key.replace(smoothing=smoothing)
+        if smoothing == "eigen" and not get_method(PREVIEW_METHOD).eigen_smoothable():
+            smoothing = "none"
+        return key.replace(method=PREVIEW_METHOD, smoothing=smoothing)
 
     def wanted(self, selection: Selection) -> set[MapKey]:
         """Every map the selection may show, previews included (running work on others is cancelled)."""
@@ -525,10 +531,13 @@ class Session:
         return entry is not None and (entry.map is not None or bool(entry.error))
 
     def _map_work(self, key: MapKey, preview: bool = False) -> Work:
-        text = f"{'Preview ' if preview else ''}{label(key.method)} · {key.layer}"
+        text = f"{'Preview ' if preview else ''}{label(key.method)} · {' + '.join(key.layer_names)}"
+        if key.smoothing != "none":
+            text += f" · {key.smoothing} smooth"
         if key.mask:
             text += " · painted"
-        return Work("map", key.image, key, text, slow=key.method not in self.interactive)
+        slow = key.method not in self.interactive or key.smoothing == "aug"  # aug_smooth: six passes
+        return Work("map", key.image, key, text, slow=slow)
 
     # -------------------------------------------------------------------------------------------- run
     def run(self, work: Work, progress: Callable[[int, int], None] | None = None) -> None:
@@ -605,20 +614,22 @@ class Session:
         if self._progress is not None:
             self._progress(done, total)
 
-    def _explainer(self, layer: str) -> Explainer:
-        """One Explainer per layer (its method instances keep Score-CAM's per-image scores)."""
-        ex = self._explainers.get(layer)
+    def _explainer(self, layers: Sequence[str]) -> Explainer:
+        """One Explainer per layer or set of fused layers (its method instances keep Score-CAM's per-image
+        scores); several layers are fused with the method's default fusion."""
+        names = tuple(layers)
+        ex = self._explainers.get(names)
         if ex is None:
             ex = Explainer(  # warn=False: the widget shows the warnings with the map
                 self.model,
-                layer or None,
+                list(names) if len(names) > 1 else (names[0] or None),
                 PREVIEW_METHOD,
                 progress=self._report,
                 mean=self.mean,
                 std=self.std,
                 warn=False,
             )
-            self._explainers[layer] = ex
+            self._explainers[names] = ex
         return ex
 
     def _run_map(self, key: MapKey) -> None:
@@ -627,8 +638,14 @@ class Session:
             target = self.target(key)
             x = self.painted(key.image, key.mask)
             with model_lock(self.model):
-                ex = self._explainer(key.layer)
-                cam = ex(x, target=target, method=key.method)
+                ex = self._explainer(key.layer_names)
+                cam = ex(
+                    x,
+                    target=target,
+                    method=key.method,
+                    aug_smooth=key.smoothing == "aug",
+                    eigen_smooth=key.smoothing == "eigen",
+                )
             cam = cam[0].detach().float()
             entry = Entry(
                 map=cam,
@@ -641,7 +658,8 @@ class Session:
             raise
         except Exception as exc:
             _log.debug("".join(traceback.format_exception(exc)))
-            entry = Entry(error=f"{label(key.method)} at {key.layer} failed: {short_error(exc)}")
+            where = " + ".join(key.layer_names)
+            entry = Entry(error=f"{label(key.method)} at {where} failed: {short_error(exc)}")
         self._store(key, entry)
 
     def _store(self, key: MapKey, entry: Entry) -> None:
@@ -864,7 +882,11 @@ class Session:
         entry = self._entries.get(keys[0]) if keys else None
         message = ""
         if entry is not None and entry.map is not None:
-            message = f"{label(keys[0].method)} in {_seconds(entry.seconds)} · {entry.precision}"
+            first = keys[0]
+            what = label(first.method) + "".join(f" + {name}" for name in first.extra_layers)
+            if first.smoothing != "none":
+                what += f" · {first.smoothing}-smoothed"
+            message = f"{what} in {_seconds(entry.seconds)} · {entry.precision}"
         return {"status": "ready", "message": message, "error": "", "progress": 1.0}
 
     def _curves_status(self, key: MapKey | None, running: Work | None, paused: bool) -> str:

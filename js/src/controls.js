@@ -27,6 +27,35 @@ export function layerOptions(layers) {
   }));
 }
 
+/**
+ * The smoothing select's options: off, test-time augmentation (aug_smooth: six passes; not for a
+ * segmentation model's or a detector's choices, which are tied to pixel positions), and eigen
+ * (eigen_smooth) only where every shown method forms per-channel terms (the methods trait's `eigen`).
+ */
+export function smoothingOptions(methods, shown, choices) {
+  const byName = new Map((methods || []).map((m) => [m.name, m]));
+  const eigen = shown.every((name) => (byName.get(name) || {}).eigen !== false);
+  const kind = (choices || {}).kind;
+  const options = [{ value: "none", label: "Off" }];
+  if (kind !== "segmentation" && kind !== "detections") {
+    options.push({ value: "aug", label: "Flips × brightness (6 passes)", title: "aug_smooth: the map averaged over a horizontal flip and pixel values × 0.9, 1, 1.1" });
+  }
+  if (eigen) options.push({ value: "eigen", label: "Eigen (1st component)", title: "eigen_smooth: the first principal component of the method's weighted activations" });
+  return options;
+}
+
+/**
+ * The "+ Layer" select: none, or one more layer fused with the chosen one (its options are the layers
+ * trait, the model's LayerCatalog, less the chosen layer); several further layers set from Python show as
+ * one option "*" naming them all. Returns {options, value}.
+ */
+export function extraLayerChoice(layers, chosen, extra) {
+  const others = [...new Set(extra || [])].filter((name) => name !== chosen);
+  const options = [{ value: "", label: "none" }, ...layerOptions(layers).filter((o) => o.value !== chosen)];
+  if (others.length > 1) options.push({ value: "*", label: others.join(" + ") });
+  return { options, value: others.length > 1 ? "*" : others[0] || "" };
+}
+
 /** Opacity slider 0..100 %. */
 export function opacitySlider(onInput) {
   const id = uid("cw-opacity");

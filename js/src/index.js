@@ -10,7 +10,7 @@ import { blend, colorize, getLut } from "./colormaps.js";
 import { decodeLevels, decodeUint16, perturbedFrame, rgbToRgba, toBytes } from "./buffers.js";
 import { detectionBoxes, outlineRegion } from "./annotations.js";
 import { deltaText, paintedView, whatIfBrush } from "./brush.js";
-import { classPicker, colormapSelect, compareSwitch, frameScrubber, imageStrip, labelledSelect, layerOptions, methodOptions, opacitySlider } from "./controls.js";
+import { classPicker, colormapSelect, compareSwitch, extraLayerChoice, frameScrubber, imageStrip, labelledSelect, layerOptions, methodOptions, opacitySlider, smoothingOptions } from "./controls.js";
 import { curvePlot } from "./curves.js";
 import { h, setOptions } from "./dom.js";
 import { decodeKey, maskId, packMask, slotKeys } from "./map_key.js";
@@ -19,7 +19,7 @@ import { StaticModel } from "./static_model.js";
 import { watchTheme } from "./theme.js";
 import { trueClassBox } from "./truth.js";
 
-const SELECTION = ["image_index", "method", "layer", "class_index", "compare", "compare_method", "compare_class"];
+const SELECTION = ["image_index", "method", "layer", "class_index", "compare", "compare_method", "compare_class", "smoothing", "extra_layers"];
 const OUTLINE = [255, 214, 0]; // the chosen segmentation class's pixels
 const PAINTED = [255, 64, 160]; // the edge of the brush's painted region
 
@@ -50,13 +50,16 @@ function render({ model, el }) {
   const method = labelledSelect("Method", (v) => set("method", v), { "data-control": "method" });
   const methodB = labelledSelect("Method B", (v) => set("compare_method", v), { "data-control": "compare_method" });
   const layer = labelledSelect("Layer", (v) => set("layer", v), { "data-control": "layer" });
+  // one more layer fused with the chosen one ("*": several, set from Python, kept as they are)
+  const extraLayer = labelledSelect("+ Layer", (v) => v !== "*" && set("extra_layers", v ? [v] : []), { "data-control": "extra_layers" });
+  const smoothing = labelledSelect("Smoothing", (v) => set("smoothing", v), { "data-control": "smoothing" });
   const classB = labelledSelect("Class B", (v) => set("compare_class", Number(v)), { "data-control": "compare_class" });
   const cmap = colormapSelect((v) => set("colormap", v));
   cmap.select.dataset.control = "colormap";
   const opacity = opacitySlider((v) => set("opacity", v));
   opacity.input.dataset.control = "opacity";
   const compare = compareSwitch((v) => set("compare", v));
-  const toolbar = h("div", { class: "cw-toolbar" }, method.wrap, methodB.wrap, layer.wrap, cmap.wrap, opacity.wrap, compare.wrap, classB.wrap);
+  const toolbar = h("div", { class: "cw-toolbar" }, method.wrap, methodB.wrap, layer.wrap, extraLayer.wrap, smoothing.wrap, cmap.wrap, opacity.wrap, compare.wrap, classB.wrap);
 
   const grid = panelGrid(onHover);
   const picker = classPicker((i) => set("class_index", i));
@@ -260,7 +263,9 @@ function render({ model, el }) {
     const describe = (m) => {
       if (!m || !m.key) return "no map yet";
       const key = decodeKey(m.key);
-      return `${methodLabel(key.method)} · ${m.class_name ?? className(key.target)}`;
+      const fused = (key.extra_layers || []).map((name) => ` + ${name}`).join("");
+      const smoothed = key.smoothing && key.smoothing !== "none" ? ` · ${key.smoothing}-smoothed` : "";
+      return `${methodLabel(key.method)}${fused}${smoothed} · ${m.class_name ?? className(key.target)}`;
     };
     const stale = [0, 1].map((i) => i < wanted.length && (!shown[i] || shown[i].key !== wanted[i]));
     const frameText = data.frames > 1 ? ` · frame ${frameIndex() + 1} of ${data.frames}` : "";
@@ -268,6 +273,8 @@ function render({ model, el }) {
     panels.heatmap.caption.textContent = `Heatmap · ${describe(shown[0])}`;
     panels.overlay.caption.textContent = comparing() ? `A · ${describe(shown[0])}` : `Overlay · ${describe(shown[0])}`;
     panels.compare.caption.textContent = `B · ${describe(shown[1])}`;
+    // a long caption (fused layers, smoothing) is cut with an ellipsis: hovering shows all of it
+    for (const p of [panels.image, panels.heatmap, panels.overlay, panels.compare]) p.caption.title = p.caption.textContent;
     const st = get("status");
     for (const [p, isStale] of [[panels.heatmap, stale[0]], [panels.overlay, stale[0]], [panels.compare, stale[1]]]) {
       p.el.classList.toggle("cw-stale", isStale);
@@ -289,6 +296,13 @@ function render({ model, el }) {
     setOptions(method.select, methodOptions(get("methods")), sel.method);
     setOptions(methodB.select, methodOptions(get("methods")), sel.compare_method);
     setOptions(layer.select, layerOptions(get("layers")), sel.layer);
+    const shown = sel.compare === "method" ? [sel.method, sel.compare_method] : [sel.method];
+    const methodInfo = new Map((get("methods") || []).map((m) => [m.name, m]));
+    const extra = extraLayerChoice(get("layers"), sel.layer, sel.extra_layers);
+    setOptions(extraLayer.select, extra.options, extra.value);
+    // methods that read every layer themselves (FullGrad) take no further layer
+    extraLayer.wrap.hidden = shown.some((name) => (methodInfo.get(name) || {}).layers === false);
+    setOptions(smoothing.select, smoothingOptions(get("methods"), shown, choices), sel.smoothing || "none");
     const topk = get("top_classes") || [];
     const first = slots()[0] || {};
     const selProb = first.key && decodeKey(first.key).target === sel.class_index ? first.class_prob : undefined;
@@ -487,7 +501,7 @@ function render({ model, el }) {
       renderCurves();
     }),
   );
-  on("method layer class_index image_index compare_method compare_class methods layers top_classes class_names thumbnails about", () =>
+  on("method layer class_index image_index compare_method compare_class smoothing extra_layers methods layers top_classes class_names thumbnails about", () =>
     guard(() => {
       renderControls();
       renderCaptions();

@@ -5,11 +5,17 @@
 // compares strings. tests/widget/test_map_key.py runs this codec and the Python one on the same values.
 
 /** The fields of a map key, in order (MapKey's dataclass fields). */
-export const KEY_FIELDS = ["image", "method", "layer", "target", "mask"];
+export const KEY_FIELDS = ["image", "method", "layer", "target", "mask", "smoothing", "extra_layers"];
 
-/** {image, method, layer, target, mask} -> '[0,"hirescam","features.12",281,""]'. */
+/** What a field is when the key leaves it out (MapKey's defaults). */
+const DEFAULTS = { mask: () => "", smoothing: () => "none", extra_layers: () => [] };
+
+/**
+ * {image, method, layer, target, mask, smoothing, extra_layers} ->
+ * '[0,"hirescam","features.12",281,"","none",[]]' (mask, smoothing and extra_layers may be left out).
+ */
 export function encodeKey(key) {
-  return JSON.stringify(KEY_FIELDS.map((f) => (f === "mask" ? key.mask || "" : key[f])));
+  return JSON.stringify(KEY_FIELDS.map((f) => (f in DEFAULTS && key[f] == null ? DEFAULTS[f]() : key[f])));
 }
 
 /** The inverse of encodeKey (throws on anything else). */
@@ -23,12 +29,25 @@ export function decodeKey(text) {
 
 /**
  * The encoded key each slot shows for a selection (the selection traits: image_index, method, layer,
- * class_index, compare, compare_method, compare_class, and `mask`, the what-if mask's id from maskId):
- * slot 0 always, slot 1 when comparing; null while the class is unknown (-1). Mirrors Selection.keys().
+ * class_index, compare, compare_method, compare_class, smoothing, extra_layers, and `mask`, the what-if
+ * mask's id from maskId): slot 0 always, slot 1 when comparing; null while the class is unknown (-1).
+ * Mirrors Selection.keys().
  */
 export function slotKeys(sel) {
+  // each further layer once, and not the chosen layer itself (Selection.keys() does the same)
+  const extra = [...new Set(sel.extra_layers || [])].filter((name) => name !== sel.layer);
   const key = (method, target) =>
-    target >= 0 ? encodeKey({ image: sel.image_index, method, layer: sel.layer, target, mask: sel.mask || "" }) : null;
+    target >= 0
+      ? encodeKey({
+          image: sel.image_index,
+          method,
+          layer: sel.layer,
+          target,
+          mask: sel.mask || "",
+          smoothing: sel.smoothing || "none",
+          extra_layers: extra,
+        })
+      : null;
   const first = key(sel.method, sel.class_index);
   if (sel.compare === "method") return [first, key(sel.compare_method, sel.class_index)];
   if (sel.compare === "class") return [first, key(sel.method, sel.compare_class)];

@@ -3,7 +3,7 @@
 // curves saved with them (pure: no DOM).
 import { decodeKey, slotKeys } from "./map_key.js";
 
-const SELECTION = new Set(["image_index", "method", "layer", "class_index", "compare", "compare_method", "compare_class"]);
+const SELECTION = new Set(["image_index", "method", "layer", "class_index", "compare", "compare_method", "compare_class", "smoothing", "extra_layers"]);
 
 function seconds(s) {
   return s < 1 ? `${Math.round(s * 1000)} ms` : `${s.toFixed(1)} s`;
@@ -77,7 +77,9 @@ export class StaticModel {
     if (missing.length) {
       const what = missing.map((k) => {
         const key = decodeKey(k);
-        return `${labels[key.method] || key.method} · ${key.layer} · ${names[key.target] ?? key.target}`;
+        const layers = [key.layer, ...(key.extra_layers || [])].join(" + ");
+        const smoothed = key.smoothing && key.smoothing !== "none" ? ` · ${key.smoothing}-smoothed` : "";
+        return `${labels[key.method] || key.method} · ${layers}${smoothed} · ${names[key.target] ?? key.target}`;
       });
       message = `Not in this export: ${what.join(" and ")}`;
     } else if (keys[0] && maps[keys[0]]) {

@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { StaticModel } from "../src/static_model.js";
 
-const A = '[0,"hirescam","l4",5,""]';
-const B = '[0,"hirescam","l4",7,""]';
+const A = '[0,"hirescam","l4",5,"","none",[]]';
+const B = '[0,"hirescam","l4",7,"","none",[]]';
 const saved = () => ({
   state: {
     image_index: 0, method: "hirescam", layer: "l4", class_index: 5, compare: "off", compare_method: "scorecam", compare_class: 7,

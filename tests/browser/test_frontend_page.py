@@ -159,7 +159,7 @@ def test_status_error_and_cancel(page) -> None:
     page.get_by_role("button", name="Retry").click()
     assert page.evaluate("window.fake.sent.at(-1)") == {"action": "retry"}
     # a malformed heatmap shows a message instead of drawing garbage
-    m = {"key": '[0,"hirescam","layer4",4,""]'}
+    m = {"key": '[0,"hirescam","layer4",4,"","none",[]]'}
     page.evaluate("(m) => window.fake.update({maps: [{...m, levels: new DataView(new ArrayBuffer(7))}]})", m)
     assert "expected" in page.locator(".cw-error").inner_text()
 

@@ -21,6 +21,8 @@ KEYS = [
     MapKey(3, "scorecam", "blocks.11.norm1", 999),
     MapKey(1, "eigencam", "übung.conv", 7),  # non-ASCII module names spell the same on both sides
     MapKey(2, "hirescam", "features", 3, "blur:0123456789abcdef"),  # a painted image
+    MapKey(0, "gradcam", "layer4", 281, "", "aug"),  # smoothed
+    MapKey(0, "gradcam", "layer4", 281, "", "eigen", ("layer3", "layer2.1")),  # smoothed and fused
 ]
 SELECTIONS = [
     Selection(0, "hirescam", "features", 5),
@@ -29,6 +31,11 @@ SELECTIONS = [
     Selection(2, "hirescam", "features", -1, "method", "scorecam", 9),
     Selection(2, "hirescam", "features", 5, "class", "scorecam", -1),
     Selection(2, "hirescam", "features", 5, "class", "scorecam", 9, "black:00ff00ff00ff00ff"),
+    Selection(2, "hirescam", "features", 5, "method", "gradcam", 9, "", "eigen", ("features.3",)),
+    # the chosen layer and repeats are left out of the further layers
+    Selection(
+        2, "hirescam", "features", 5, "off", "", -1, "", "aug", ("features.1", "features", "features.1")
+    ),
 ]
 
 
@@ -46,11 +53,24 @@ def test_encode_decode_round_trip() -> None:
     for key in KEYS:
         text = key.encode()
         assert MapKey.decode(text) == key
-        assert json.loads(text) == [key.image, key.method, key.layer, key.target, key.mask]
-    assert MapKey(0, "cam", "l", 1).encode() == '[0,"cam","l",1,""]'
+        fields = [
+            key.image,
+            key.method,
+            key.layer,
+            key.target,
+            key.mask,
+            key.smoothing,
+            list(key.extra_layers),
+        ]
+        assert json.loads(text) == fields
+        assert hash(MapKey.decode(text)) == hash(key)  # a decoded key finds its cache entry
+    assert MapKey(0, "cam", "l", 1).encode() == '[0,"cam","l",1,"","none",[]]'
+    assert MapKey(0, "cam", "l", 1, "", "aug", ("k",)).encode() == '[0,"cam","l",1,"","aug",["k"]]'
+    assert MapKey(0, "cam", "l", 1, extra_layers=["k"]) == MapKey(0, "cam", "l", 1, extra_layers=("k",))
+    assert MapKey(0, "cam", "l", 1, extra_layers=("k",)).layer_names == ["l", "k"]
     with pytest.raises(ValueError, match="not an encoded map key"):
         MapKey.decode("hirescam/features")
-    with pytest.raises(ValueError, match="a list of 5 values"):
+    with pytest.raises(ValueError, match="a list of 7 values"):
         MapKey.decode("[1, 2]")
 
 
@@ -63,13 +83,19 @@ def test_mask_ids_name_the_painted_pixels_and_the_fill() -> None:
 
 
 def test_selection_keys() -> None:
-    one, method, cls, unknown, no_second, _ = (s.keys() for s in SELECTIONS)
+    one, method, cls, unknown, no_second, _, eigen, fused = (s.keys() for s in SELECTIONS)
     assert one == (MapKey(0, "hirescam", "features", 5),)
-    painted = SELECTIONS[-1].keys()
+    painted = SELECTIONS[5].keys()
     assert [k.mask for k in painted] == ["black:00ff00ff00ff00ff"] * 2  # both slots show the painted image
     assert method == (MapKey(2, "hirescam", "features", 5), MapKey(2, "scorecam", "features", 5))
     assert cls == (MapKey(2, "hirescam", "features", 5), MapKey(2, "hirescam", "features", 9))
     assert unknown == (None, None) and no_second[1] is None
+    # smoothing and further layers reach both slots
+    assert eigen == (
+        MapKey(2, "hirescam", "features", 5, "", "eigen", ("features.3",)),
+        MapKey(2, "gradcam", "features", 5, "", "eigen", ("features.3",)),
+    )
+    assert fused == (MapKey(2, "hirescam", "features", 5, "", "aug", ("features.1",)),)
 
 
 def test_the_javascript_codec_agrees() -> None:
@@ -85,10 +111,15 @@ def test_the_javascript_codec_agrees() -> None:
             "compare_method": s.compare_method,
             "compare_class": s.compare_target,
             "mask": s.mask,
+            "smoothing": s.smoothing,
+            "extra_layers": list(s.extra_layers),
         }
         for s in SELECTIONS
     ]
-    keys = [{name: getattr(k, name) for name in KEY_FIELDS} for k in KEYS]
+    keys = [
+        {name: list(v) if isinstance(v := getattr(k, name), tuple) else v for name in KEY_FIELDS}
+        for k in KEYS
+    ]
     flat = [m.reshape(-1).astype(int).tolist() for m in masks()]
     codec = ROOT / "js/src/map_key.js"
     script = f"""

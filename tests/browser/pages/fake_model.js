@@ -129,12 +129,12 @@ export function fakeState(h = 96, w = 128) {
     about: { model: "FakeNet", device: "cpu" },
     image: { index: 0, shape: [h, w], rgb: view(image(h, w)), base: null, substrate: [124, 116, 104] },
     maps: [
-      { key: '[0,"hirescam","layer4",4,""]', levels: view(a), class_name: "tabby cat", class_prob: 0.62, seconds: 0.012, precision: "fp32" },
-      { key: '[0,"hirescam","layer4",5,""]', levels: view(b), class_name: "tiger cat", class_prob: 0.21, seconds: 0.011, precision: "fp32" },
+      { key: '[0,"hirescam","layer4",4,"","none",[]]', levels: view(a), class_name: "tabby cat", class_prob: 0.62, seconds: 0.012, precision: "fp32" },
+      { key: '[0,"hirescam","layer4",5,"","none",[]]', levels: view(b), class_name: "tiger cat", class_prob: 0.21, seconds: 0.011, precision: "fp32" },
     ],
     curves: [
-      { key: '[0,"hirescam","layer4",4,""]', order: stepOrder(a, 32), ...curves(32, 6, 9) },
-      { key: '[0,"hirescam","layer4",5,""]', order: stepOrder(b, 32), ...curves(32, 3, 4) },
+      { key: '[0,"hirescam","layer4",4,"","none",[]]', order: stepOrder(a, 32), ...curves(32, 6, 9) },
+      { key: '[0,"hirescam","layer4",5,"","none",[]]', order: stepOrder(b, 32), ...curves(32, 3, 4) },
     ],
     curves_status: "",
     status: "ready",
