@@ -1,7 +1,7 @@
 """What every host test checks on a CamExplorer in a page, whatever the host (JupyterLab, Notebook 7, Voilà,
-marimo): it renders, its controls redraw the heatmap, the what-if brush over the cat's face makes tiger cat
-drop, it takes the host's theme, a narrow container keeps its panels wide enough, and how fast the first map
-and a cached switch appear.
+marimo): it renders, its controls (method, layer, class, smoothing) redraw the heatmap, the what-if brush
+over the cat's face makes tiger cat drop, it takes the host's theme, a narrow container keeps its panels
+wide enough, and how fast the first map and a cached switch appear.
 
 Everything goes through the ``.cw-root`` locator, so it works inside marimo's shadow roots too. Timings are
 read in the page from the widget's ``camwidget:paint`` events (its ``detail.map`` says which map was
@@ -59,6 +59,47 @@ SETTLED = """async (r, { painted, timeout }) => {
   }
   return { before: delta.dataset.before, after: delta.dataset.after, text: delta.textContent };
 }"""
+
+# Keep the heatmap's pixels under window[name] / the share of its pixels that changed since then.
+SNAP = """(r, name) => {
+  const c = r.querySelector('.cw-panel-heatmap canvas');
+  window[name] = c.getContext('2d').getImageData(0, 0, c.width, c.height).data.slice();
+}"""
+SNAP_DIFF = """(r, name) => {
+  const c = r.querySelector('.cw-panel-heatmap canvas');
+  const a = window[name], b = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  if (a.length !== b.length) return 1;
+  let n = 0;
+  for (let i = 0; i < a.length; i += 4) {
+    if (Math.abs(a[i] - b[i]) + Math.abs(a[i + 1] - b[i + 1]) + Math.abs(a[i + 2] - b[i + 2]) > 30) n++;
+  }
+  return n / (a.length / 4);
+}"""
+
+
+# Change the <select> `sel` to `value`; resolve with the ms until a map whose key has the fields `want`
+# (compared as JSON) is painted and the widget is settled on it.
+CHANGE_UNTIL = """async (r, { sel, value, want, timeout }) => {
+  const t0 = performance.now();
+  const json = JSON.stringify;
+  const same = (map) => map && Object.entries(want).every(([k, v]) => json(map[k]) === json(v));
+  let painted = null;
+  r.addEventListener('camwidget:paint', function f(ev) {
+    if (ev.detail.kind === 'maps' && same(ev.detail.map)) {
+      painted = ev.detail.t;
+      r.removeEventListener('camwidget:paint', f);
+    }
+  });
+  const el = r.querySelector(sel);
+  el.value = value;
+  el.dispatchEvent(new Event('change', { bubbles: true }));
+  while (painted === null || r.dataset.stale !== 'false' || r.dataset.status !== 'ready') {
+    if (performance.now() - t0 > timeout) throw new Error('no map ' + json(want) + json(r.dataset));
+    await new Promise((f) => setTimeout(f, 25));
+  }
+  return painted - t0;
+}"""
+
 
 WINDOW = {"width": 1280, "height": 1500}
 HEAT = ".cw-panel-heatmap canvas"
@@ -145,6 +186,12 @@ def exercise(root: Any) -> dict[str, float]:
     assert canvas_hash(root) != h0, "heatmap pixels unchanged after a class change"
     root.locator(".cw-class").first.click()
     wait_ready(root)
+    assert canvas_hash(root) == h0
+
+    # the Smoothing select: flips x brightness redraws the map; Off brings the first one back from the cache
+    timings["smoothing_aug_ms"] = change_until(root, "smoothing", "aug", {"smoothing": "aug"})
+    assert canvas_hash(root) != h0, "heatmap pixels unchanged after aug smoothing"
+    change_until(root, "smoothing", "none", {"smoothing": "none"})
     assert canvas_hash(root) == h0
 
     timings["brush_stroke_to_settled_ms"] = brush_the_face(root)
@@ -243,3 +290,31 @@ def brush_the_face(root: Any) -> float:
     assert canvas_hash(root) == h0, "Clear did not bring back the unpainted map"
     root.locator(".cw-whatif label", has_text="Off").click()
     return round(ms, 1)
+
+
+def open_voila(
+    browser_context: Any, url: str, count: int = 1, timeout: int = 300_000
+) -> tuple[Any, list[str]]:
+    """A page on the Voilà dashboard at ``url`` (light theme), once ``count`` explorers are on it; returns it
+    with the list its page errors go to. Voilà runs every cell before it serves the page: on a busy 2-core
+    machine, minutes."""
+    page = browser_context.new_page()
+    page.set_viewport_size(WINDOW)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.emulate_media(color_scheme="light")
+    page.goto(f"{url}/?theme=light", wait_until="commit", timeout=timeout)
+    page.locator(".cw-root").nth(count - 1).wait_for(timeout=timeout)
+    return page, errors
+
+
+def widget_errors(errors: list[str]) -> list[str]:
+    """The page errors that come from camwidget's front end."""
+    return [e for e in errors if "camwidget" in e or "cw-" in e]
+
+
+def change_until(root: Any, control: str, value: str, want: dict[str, Any], timeout: int = 180_000) -> float:
+    """Set the ``data-control`` select to ``value``; ms until a map whose key has ``want`` is painted and the
+    widget settled on it."""
+    sel = f"[data-control={control}]"
+    return root.evaluate(CHANGE_UNTIL, {"sel": sel, "value": value, "want": want, "timeout": timeout})

@@ -143,37 +143,13 @@ CLICK_UNTIL = """async (r, { sel, target, timeout }) => {
 }"""
 
 
-# Keep the heatmap's pixels under window[name] / the share of its pixels that changed since then.
-SNAP = """(r, name) => {
-  const c = r.querySelector('.cw-panel-heatmap canvas');
-  window[name] = c.getContext('2d').getImageData(0, 0, c.width, c.height).data.slice();
-}"""
-SNAP_DIFF = """(r, name) => {
-  const c = r.querySelector('.cw-panel-heatmap canvas');
-  const a = window[name], b = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-  if (a.length !== b.length) return 1;
-  let n = 0;
-  for (let i = 0; i < a.length; i += 4) {
-    if (Math.abs(a[i] - b[i]) + Math.abs(a[i + 1] - b[i + 1]) + Math.abs(a[i + 2] - b[i + 2]) > 30) n++;
-  }
-  return n / (a.length / 4);
-}"""
-
-
 @pytest.fixture(scope="module")
 def page(tmp_path_factory: pytest.TempPathFactory, browser_context) -> Iterator[object]:
     with voila_server(tmp_path_factory.mktemp("voila_features"), CELLS) as url:
-        page = browser_context.new_page()
-        page.set_viewport_size(ep.WINDOW)
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.emulate_media(color_scheme="light")
-        # Voilà runs the five cells (four models) before the page loads: on a busy 2-core machine, minutes
-        page.goto(f"{url}/?theme=light", wait_until="commit", timeout=300_000)
-        page.locator(".cw-root").nth(4).wait_for(timeout=300_000)
+        page, errors = ep.open_voila(browser_context, url, count=5)  # five cells, four models
         yield page
         page.close()
-        assert not [e for e in errors if "camwidget" in e or "cw-" in e], errors
+        assert not ep.widget_errors(errors), errors
 
 
 def _root(page, index: int):
@@ -310,11 +286,11 @@ def test_a_multilabel_model_is_explained_per_label(page, artifacts: Path) -> Non
     # independent sigmoids, not one softmax, and none saturated (a degenerate head reads 0% or 100%)
     assert sum(first.values()) > 1.2 and all(0.05 < v < 0.95 for v in first.values()), first
     assert "label sigmoid" in root.locator(".cw-curves-svg").inner_html()
-    root.evaluate(SNAP, "cwLabelA")
+    root.evaluate(ep.SNAP, "cwLabelA")
     second = int(root.locator(".cw-class").nth(1).get_attribute("data-index"))
     ep.timed(root, ".cw-class:nth-child(2)", None, {"target": second})
     # the second label's map is its own: most of the heatmap changes, not a rounding difference
-    changed = root.evaluate(SNAP_DIFF, "cwLabelA")
+    changed = root.evaluate(ep.SNAP_DIFF, "cwLabelA")
     assert changed > 0.2, f"only {changed:.1%} of the heatmap changed between two labels"
     caption = root.locator(".cw-panel-overlay figcaption").inner_text()
     assert caption.endswith(f"label {second}"), caption
@@ -344,7 +320,7 @@ def test_a_detector_draws_its_boxes_and_clicking_one_explains_it(page, artifacts
     assert len(listed) == 5 and all(" · box " in n for n in listed), listed
     first = int(root.locator(".cw-class[aria-selected=true]").get_attribute("data-index"))
     assert root.locator(f".cw-boxes .cw-box[data-index='{first}']").get_attribute("aria-pressed") == "true"
-    root.evaluate(SNAP, "cwBoxA")
+    root.evaluate(ep.SNAP, "cwBoxA")
     third = drawn.nth(2)
     i = int(third.get_attribute("data-index"))
     assert i != first
@@ -353,7 +329,7 @@ def test_a_detector_draws_its_boxes_and_clicking_one_explains_it(page, artifacts
     assert int(root.locator(".cw-class[aria-selected=true]").get_attribute("data-index")) == i
     caption = root.locator(".cw-panel-overlay figcaption").inner_text()
     assert caption.endswith(f"box {i}"), caption
-    changed = root.evaluate(SNAP_DIFF, "cwBoxA")
+    changed = root.evaluate(ep.SNAP_DIFF, "cwBoxA")
     assert changed > 0.1, f"only {changed:.1%} of the heatmap changed between two detections"
     ep.wait_ready(root)
     assert "detection score" in root.locator(".cw-curves-svg").inner_html()
@@ -377,11 +353,11 @@ def test_a_segmentation_model_lists_its_classes_and_outlines_the_predicted_pixel
     outline.check()
     assert ep.canvas_hash(root, ".cw-panel-image canvas") == with_outline
     # another class: its own outline and its own map
-    root.evaluate(SNAP, "cwSegA")
+    root.evaluate(ep.SNAP, "cwSegA")
     second = int(root.locator(".cw-class").nth(1).get_attribute("data-index"))
     ep.timed(root, ".cw-class:nth-child(2)", None, {"target": second})
     assert ep.canvas_hash(root, ".cw-panel-image canvas") != with_outline
-    assert root.evaluate(SNAP_DIFF, "cwSegA") > 0.1
+    assert root.evaluate(ep.SNAP_DIFF, "cwSegA") > 0.1
     ep.wait_ready(root)
     assert "class score over its pixels" in root.locator(".cw-curves-svg").inner_html()
     ep.screenshot(root, artifacts, "segmentation_outline")

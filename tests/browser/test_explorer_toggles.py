@@ -17,7 +17,6 @@ import pytest
 
 from tests.browser import explorer_page as ep
 from tests.browser.servers import voila_server
-from tests.browser.test_explorer_features import SNAP, SNAP_DIFF
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -33,51 +32,17 @@ toggles
 """,
 ]
 
-# Change the <select> `sel` to `value`; resolve with the ms until a map whose key has the fields `want`
-# (compared as JSON) is painted and the widget is settled on it.
-CHANGE_UNTIL = """async (r, { sel, value, want, timeout }) => {
-  const t0 = performance.now();
-  const json = JSON.stringify;
-  const same = (map) => map && Object.entries(want).every(([k, v]) => json(map[k]) === json(v));
-  let painted = null;
-  r.addEventListener('camwidget:paint', function f(ev) {
-    if (ev.detail.kind === 'maps' && same(ev.detail.map)) {
-      painted = ev.detail.t;
-      r.removeEventListener('camwidget:paint', f);
-    }
-  });
-  const el = r.querySelector(sel);
-  el.value = value;
-  el.dispatchEvent(new Event('change', { bubbles: true }));
-  while (painted === null || r.dataset.stale !== 'false' || r.dataset.status !== 'ready') {
-    if (performance.now() - t0 > timeout) throw new Error('no map ' + json(want) + json(r.dataset));
-    await new Promise((f) => setTimeout(f, 25));
-  }
-  return painted - t0;
-}"""
-
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory, browser_context) -> Iterator[object]:
     with voila_server(tmp_path_factory.mktemp("voila_toggles"), CELLS) as url:
-        page = browser_context.new_page()
-        page.set_viewport_size(ep.WINDOW)
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.emulate_media(color_scheme="light")
-        page.goto(f"{url}/?theme=light", wait_until="commit", timeout=300_000)
+        page, errors = ep.open_voila(browser_context, url)
         root = page.locator(".cw-root").first
-        root.wait_for(timeout=300_000)
         ep.wait_ready(root, timeout=300_000)
         root.scroll_into_view_if_needed()
         yield root
         page.close()
-        assert not [e for e in errors if "camwidget" in e or "cw-" in e], errors
-
-
-def _change(root, control: str, value: str, want: dict) -> float:
-    sel = f"[data-control={control}]"
-    return root.evaluate(CHANGE_UNTIL, {"sel": sel, "value": value, "want": want, "timeout": 180_000})
+        assert not ep.widget_errors(errors), errors
 
 
 def _options(root, control: str) -> list[str]:
@@ -93,17 +58,17 @@ def test_smoothing_and_a_second_layer_redraw_the_map(root, artifacts: Path) -> N
     h0 = ep.canvas_hash(root)
 
     # smoothing: flips x brightness, six passes in the background
-    root.evaluate(SNAP, "cwPlain")
-    aug_ms = _change(root, "smoothing", "aug", {"smoothing": "aug", "extra_layers": []})
-    changed_aug = root.evaluate(SNAP_DIFF, "cwPlain")
+    root.evaluate(ep.SNAP, "cwPlain")
+    aug_ms = ep.change_until(root, "smoothing", "aug", {"smoothing": "aug", "extra_layers": []})
+    changed_aug = root.evaluate(ep.SNAP_DIFF, "cwPlain")
     assert changed_aug > 0.05, f"only {changed_aug:.1%} of the heatmap changed under aug smoothing"
     assert heat.inner_text() == "Heatmap · HiResCAM · aug-smoothed · tiger cat"
 
     # a second layer, fused with the first (27x27 features.7 with 13x13 features.12)
-    root.evaluate(SNAP, "cwAug")
+    root.evaluate(ep.SNAP, "cwAug")
     both = {"smoothing": "aug", "extra_layers": ["features.7"]}
-    fused_ms = _change(root, "extra_layers", "features.7", both)
-    changed_fused = root.evaluate(SNAP_DIFF, "cwAug")
+    fused_ms = ep.change_until(root, "extra_layers", "features.7", both)
+    changed_fused = root.evaluate(ep.SNAP_DIFF, "cwAug")
     assert changed_fused > 0.05, f"only {changed_fused:.1%} of the heatmap changed with a second layer"
     assert heat.inner_text() == "Heatmap · HiResCAM + features.7 · aug-smoothed · tiger cat"
     assert heat.get_attribute("title") == heat.inner_text()  # cut with an ellipsis, whole on hover
@@ -113,13 +78,13 @@ def test_smoothing_and_a_second_layer_redraw_the_map(root, artifacts: Path) -> N
     ep.screenshot(root, artifacts, "smoothing_layers")
 
     # eigen smoothing redraws too
-    root.evaluate(SNAP, "cwFused")
-    _change(root, "smoothing", "eigen", {"smoothing": "eigen", "extra_layers": ["features.7"]})
-    assert root.evaluate(SNAP_DIFF, "cwFused") > 0.05
+    root.evaluate(ep.SNAP, "cwFused")
+    ep.change_until(root, "smoothing", "eigen", {"smoothing": "eigen", "extra_layers": ["features.7"]})
+    assert root.evaluate(ep.SNAP_DIFF, "cwFused") > 0.05
 
     # back to one layer, unsmoothed: the first map again, from the cache
-    _change(root, "extra_layers", "", {"smoothing": "eigen", "extra_layers": []})
-    back_ms = _change(root, "smoothing", "none", {"smoothing": "none", "extra_layers": []})
+    ep.change_until(root, "extra_layers", "", {"smoothing": "eigen", "extra_layers": []})
+    back_ms = ep.change_until(root, "smoothing", "none", {"smoothing": "none", "extra_layers": []})
     assert ep.canvas_hash(root) == h0
     assert heat.inner_text() == "Heatmap · HiResCAM · tiger cat"
     print(
@@ -129,14 +94,14 @@ def test_smoothing_and_a_second_layer_redraw_the_map(root, artifacts: Path) -> N
 
 
 def test_a_method_shows_only_the_options_it_takes(root) -> None:
-    _change(root, "smoothing", "eigen", {"smoothing": "eigen", "method": "hirescam"})
+    ep.change_until(root, "smoothing", "eigen", {"smoothing": "eigen", "method": "hirescam"})
     # Eigen-CAM is a principal component already: no eigen option, and the kernel turns it off
-    _change(root, "method", "eigencam", {"method": "eigencam", "smoothing": "none"})
+    ep.change_until(root, "method", "eigencam", {"method": "eigencam", "smoothing": "none"})
     assert _options(root, "smoothing") == ["none", "aug"]
     assert root.locator("[data-control=smoothing]").input_value() == "none"
     assert root.locator("[data-control=extra_layers]").is_visible()
     # FullGrad reads every layer itself: no "+ Layer"
-    _change(root, "method", "fullgrad", {"method": "fullgrad"})
+    ep.change_until(root, "method", "fullgrad", {"method": "fullgrad"})
     assert root.locator("[data-control=extra_layers]").is_hidden()
-    _change(root, "method", "hirescam", {"method": "hirescam"})
+    ep.change_until(root, "method", "hirescam", {"method": "hirescam"})
     assert root.locator("[data-control=extra_layers]").is_visible()
